@@ -139,6 +139,20 @@ def project_points(points: np.ndarray, intrinsics: CameraIntrinsics) -> tuple[np
     return uv, in_image
 
 
+def apply_affine(matrix: np.ndarray, offset: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``points @ matrix.T + offset`` for (N, 3) points, (3, 3) matrix and (3,) offset, in float64.
+
+    Written per column: a BLAS matmul with an inner size of 3 is slow (and multi-threaded for nothing).
+    """
+    out = np.empty(points.shape, dtype=np.float64)
+    for row in range(3):
+        out[:, row] = points[:, 0] * matrix[row, 0]
+        out[:, row] += points[:, 1] * matrix[row, 1]
+        out[:, row] += points[:, 2] * matrix[row, 2]
+        out[:, row] += offset[row]
+    return out
+
+
 def transform_points(transform: np.ndarray, points: np.ndarray, out_dtype: Optional[np.dtype] = None) -> np.ndarray:
     """Apply a 4x4 rigid (or similarity) transform to points of shape (..., 3).
 
@@ -148,8 +162,7 @@ def transform_points(transform: np.ndarray, points: np.ndarray, out_dtype: Optio
     points = check_points("points", points)
     if out_dtype is None:
         out_dtype = np.float32 if points.dtype == np.float32 else np.float64
-    flat = points.reshape(-1, 3).astype(np.float64)
-    moved = flat @ transform[:3, :3].T + transform[:3, 3]
+    moved = apply_affine(transform[:3, :3], transform[:3, 3], points.reshape(-1, 3))
     return moved.reshape(points.shape).astype(out_dtype, copy=False)
 
 
