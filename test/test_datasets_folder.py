@@ -8,9 +8,8 @@ from PIL import Image
 
 from ov_mapping.core.types import CameraIntrinsics
 from ov_mapping.datasets import Sequence, SevenScenesSequence, TumSequence, open_sequence
-from ov_mapping.datasets.poses import (
-    interpolate_trajectory, matrix_to_quaternion, quaternion_to_matrix,
-)
+from ov_mapping.datasets.poses import interpolate_trajectory
+from ov_mapping.geometry.transforms import matrix_to_quaternion, quaternion_to_matrix
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 K = np.array([[100.0, 0, 15.5], [0, 110.0, 11.5], [0, 0, 1]])

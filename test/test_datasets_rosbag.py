@@ -11,7 +11,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 
 from ov_mapping.core.types import CameraIntrinsics, RGBDFrame  # noqa: E402
 from ov_mapping.datasets import open_sequence  # noqa: E402
-from ov_mapping.datasets.poses import quaternion_to_matrix  # noqa: E402
+from ov_mapping.geometry.transforms import quaternion_to_matrix  # noqa: E402
 from ov_mapping.datasets.rosbag import (  # noqa: E402
     CAMERA_INFO, IMAGE, RosbagSequence, decode_colour_image, decode_depth_image, encode_camera_info,
     encode_colour_image, encode_depth_image, get_ros2_typestore, write_bag,

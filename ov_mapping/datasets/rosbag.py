@@ -21,7 +21,8 @@ from PIL import Image as PILImage, UnidentifiedImageError
 
 from ov_mapping.core.types import CameraIntrinsics, RGBDFrame
 from ov_mapping.datasets.base import IndexedSequence, Sequence, estimate_fps
-from ov_mapping.datasets.poses import interpolate_trajectory, matrix_to_quaternion
+from ov_mapping.datasets.poses import interpolate_trajectory
+from ov_mapping.geometry.transforms import matrix_to_quaternion
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"

@@ -147,6 +147,25 @@ def pose_from_quaternion(translation: np.ndarray, quaternion: np.ndarray) -> np.
     return pose
 
 
+def slerp_quaternion(q0: np.ndarray, q1: np.ndarray, alpha: float) -> np.ndarray:
+    """Spherical interpolation between unit quaternions (4,) as (x, y, z, w), along the shorter arc."""
+    q0, q1 = np.asarray(q0, dtype=np.float64), np.asarray(q1, dtype=np.float64)
+    dot = float(np.dot(q0, q1))
+    if dot < 0:  # q and -q are the same rotation; flip to take the short way round
+        q1, dot = -q1, -dot
+    if dot > 0.9995:  # nearly equal: linear interpolation is exact enough and avoids 0/0
+        q = q0 + alpha * (q1 - q0)
+        return q / np.linalg.norm(q)
+    theta = np.arccos(dot)
+    return (np.sin((1 - alpha) * theta) * q0 + np.sin(alpha * theta) * q1) / np.sin(theta)
+
+
+def interpolate_pose(pose_a: np.ndarray, pose_b: np.ndarray, alpha: float) -> np.ndarray:
+    """The pose a fraction ``alpha`` of the way from ``pose_a`` to ``pose_b``: linear translation, slerp rotation."""
+    q = slerp_quaternion(matrix_to_quaternion(pose_a[:3, :3]), matrix_to_quaternion(pose_b[:3, :3]), alpha)
+    return pose_from_quaternion((1 - alpha) * pose_a[:3, 3] + alpha * pose_b[:3, 3], q)
+
+
 def pose_to_quaternion(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Split a rigid 4x4 pose into translation (3,) and quaternion (4,) as (x, y, z, w)."""
     pose = check_pose("pose", pose)
