@@ -14,8 +14,9 @@ demo: setup
 test: setup
 	@PYTHONPATH=$(CURDIR) $(PY) -m pytest -q test $(ARGS)
 
+# Benchmarks are not tests: each script prints a table and writes JSON under out/.
 bench: setup
-	@PYTHONPATH=$(CURDIR) $(PY) -m ov_mapping.tools.cli benchmark $(ARGS)
+	@for script in scripts/bench_*.py; do echo "== $$script"; PYTHONPATH=$(CURDIR) $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf build out

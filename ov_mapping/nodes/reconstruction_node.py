@@ -1,0 +1,213 @@
+"""reconstruction_node: camera stream in, keyframes with world pointmaps and camera poses out.
+
+RGB-D mode: colour and depth are paired by stamp; the camera pose comes from TF (``pose_frame`` set) or from RGB-D
+odometry; frames that move or age enough become keyframes, published as ``keyframes`` (ov_mapping/Keyframe), with the
+camera pose (``camera_pose`` and TF ``map_frame`` -> ``tracked_frame``) and a per-keyframe cloud. Decoding, odometry and
+back-projection run on a worker thread behind a bounded drop-oldest queue.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Optional
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from tf2_msgs.msg import TFMessage
+
+from ov_mapping.core.params import ParamSpec
+from ov_mapping.core.sync import StampSynchronizer
+from ov_mapping.core.types import RGBDFrame
+from ov_mapping.core.worker import DropOldestWorker
+from ov_mapping.geometry.tf_buffer import TransformBuffer, TransformLookupError
+from ov_mapping.msg import Keyframe as KeyframeMsg
+from ov_mapping.reconstruction.keyframes import KeyframeSelector
+from ov_mapping.reconstruction.rgbd import RGBDOdometry, frame_to_keyframe
+from ov_mapping.ros import conversions as conv
+from ov_mapping.ros.diagnostics import DiagnosticsPublisher
+from ov_mapping.ros.node_main import run_node
+from ov_mapping.ros.params import declare_parameters
+from ov_mapping.ros.qos import PIPELINE_QOS, POSE_QOS, sensor_qos
+
+PARAMS = (
+    ParamSpec("mode", "rgbd", "Reconstruction mode: 'rgbd' uses depth images.", choices=("rgbd",)),
+    ParamSpec("map_frame", "map", "Frame of the map, the keyframe pointmaps and the published poses."),
+    ParamSpec("pose_frame", "", "Take camera poses from TF, as the transform pose_frame -> camera frame (e.g. 'odom'); "
+              "empty: estimate them with RGB-D odometry."),
+    ParamSpec("camera_frame", "", "Camera frame for TF lookups; empty: the colour image's frame_id."),
+    ParamSpec("tracked_frame", "ov_mapping_camera", "Child frame of the published TF map_frame -> camera pose."),
+    ParamSpec("use_compressed", False, "Subscribe to image/compressed (jpeg/png) instead of the raw colour image."),
+    ParamSpec("input_reliability", "best_effort", "QoS reliability of the camera subscriptions.",
+              choices=("best_effort", "reliable")),
+    ParamSpec("sync_tolerance", 0.02, "Maximum stamp difference (s) of a colour/depth pair.",
+              min_value=0.0005, max_value=1.0),
+    ParamSpec("min_depth", 0.1, "Depths below this (m) are invalid.", min_value=0.0, max_value=10.0),
+    ParamSpec("max_depth", 5.0, "Depths beyond this (m) are invalid.", min_value=0.1, max_value=100.0),
+    ParamSpec("keyframe_translation", 0.10, "A frame that moved this far (m) from the last keyframe is a keyframe.",
+              min_value=0.0, max_value=100.0),
+    ParamSpec("keyframe_rotation_deg", 10.0, "... or turned this much (degrees).", min_value=0.0, max_value=360.0),
+    ParamSpec("keyframe_max_interval", 2.0, "... or is this many seconds after the last keyframe.",
+              min_value=0.01, max_value=3600.0),
+    ParamSpec("keyframe_min_interval", 0.0, "Keyframes are at least this many seconds apart.",
+              min_value=0.0, max_value=3600.0),
+    ParamSpec("pointmap_stride", 2, "Keep every Nth pixel (each way) in the keyframe pointmap.",
+              min_value=1, max_value=16),
+    ParamSpec("queue_size", 2, "Frames waiting for the worker; older ones are dropped.", min_value=1, max_value=100),
+    ParamSpec("publish_keyframe_cloud", True, "Also publish each keyframe's points as a PointCloud2."),
+)
+
+
+class ReconstructionNode(Node):
+    def __init__(self) -> None:
+        super().__init__("reconstruction_node")
+        p = self.params = declare_parameters(self, PARAMS)
+        self.selector = KeyframeSelector(p.keyframe_translation, p.keyframe_rotation_deg, p.keyframe_max_interval,
+                                         p.keyframe_min_interval)
+        self.odometry = None if p.pose_frame else RGBDOdometry(min_depth=p.min_depth, max_depth=p.max_depth)
+        self.tf_buffer = TransformBuffer()
+        self.sync = StampSynchronizer(p.sync_tolerance)
+        self.intrinsics = None
+        self.keyframe_count = 0
+        self.lost_frames = 0
+        self.bad_inputs = 0
+        self.last_error = ""
+        self._lock = threading.Lock()
+
+        qos = sensor_qos(p.input_reliability)
+        if p.use_compressed:
+            self.create_subscription(CompressedImage, "image/compressed", self.on_colour, qos)
+        else:
+            self.create_subscription(Image, "image", self.on_colour, qos)
+        self.create_subscription(Image, "depth", self.on_depth, qos)
+        self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, qos)
+        if p.pose_frame:
+            self.create_subscription(TFMessage, "/tf", self.on_tf, 100)
+            self.create_subscription(TFMessage, "/tf_static", lambda m: self.on_tf(m, static=True), 10)
+
+        self.pub_keyframe = self.create_publisher(KeyframeMsg, "keyframes", PIPELINE_QOS)
+        self.pub_pose = self.create_publisher(PoseStamped, "camera_pose", POSE_QOS)
+        self.pub_cloud = self.create_publisher(PointCloud2, "keyframe_cloud", PIPELINE_QOS)
+        self.pub_tf = self.create_publisher(TFMessage, "/tf", 100)
+        self.worker = DropOldestWorker(self.process_pair, p.queue_size, "reconstruction", self.on_worker_error)
+        self.diagnostics = DiagnosticsPublisher(self, self.collect_diagnostics)
+        source = f"TF {p.pose_frame} -> camera" if p.pose_frame else "RGB-D odometry"
+        self.get_logger().info(f"RGB-D mode, poses from {source}; keyframes on {self.resolve_topic_name('keyframes')}")
+
+    # Callbacks only convert stamps and queue: the work happens on the worker.
+    def on_colour(self, msg) -> None:
+        with self._lock:
+            pair = self.sync.add_colour(conv.stamp_to_seconds(msg.header.stamp), msg)
+        if pair is not None:
+            self.worker.submit(pair)
+
+    def on_depth(self, msg: Image) -> None:
+        with self._lock:
+            pair = self.sync.add_depth(conv.stamp_to_seconds(msg.header.stamp), msg)
+        if pair is not None:
+            self.worker.submit(pair)
+
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            self.intrinsics = conv.camera_info_to_intrinsics(msg)
+        except ValueError as exc:
+            self._refuse(f"camera_info refused: {exc}")
+
+    def on_tf(self, msg: TFMessage, static: bool = False) -> None:
+        for transform in msg.transforms:
+            try:
+                self.tf_buffer.set_transform(transform.header.frame_id, transform.child_frame_id,
+                                             conv.stamp_to_seconds(transform.header.stamp),
+                                             conv.transform_to_matrix(transform.transform), static=static)
+            except ValueError as exc:
+                self._refuse(f"transform refused: {exc}")
+
+    def on_worker_error(self, item, exc: BaseException) -> None:
+        self._refuse(f"frame failed: {type(exc).__name__}: {exc}")
+
+    def _refuse(self, message: str) -> None:
+        self.bad_inputs += 1
+        self.last_error = message
+        self.get_logger().warning(message, throttle_duration_sec=5.0)
+
+    def process_pair(self, pair) -> None:
+        colour_msg, depth_msg = pair
+        intrinsics = self.intrinsics
+        if intrinsics is None:
+            self._refuse("no camera_info received yet; frame skipped")
+            return
+        try:
+            rgb = (conv.compressed_to_rgb(colour_msg) if isinstance(colour_msg, CompressedImage)
+                   else conv.image_to_rgb(colour_msg))
+            depth = conv.image_to_depth_m(depth_msg)
+        except ValueError as exc:
+            self._refuse(f"image refused: {exc}")
+            return
+        if depth.shape != rgb.shape[:2]:
+            self._refuse(f"depth {depth.shape[1]}x{depth.shape[0]} does not match colour "
+                         f"{rgb.shape[1]}x{rgb.shape[0]}; pair skipped")
+            return
+        if (intrinsics.width, intrinsics.height) != (rgb.shape[1], rgb.shape[0]):
+            intrinsics = intrinsics.scaled(rgb.shape[1], rgb.shape[0])
+        stamp = conv.stamp_to_seconds(colour_msg.header.stamp)
+        frame = RGBDFrame(stamp=stamp, rgb=rgb, intrinsics=intrinsics, depth=depth)
+        pose = self.pose_of(frame, colour_msg.header.frame_id)
+        if pose is None:
+            return
+        self.publish_pose(pose, colour_msg.header.stamp)
+        if not self.selector.select(stamp, pose):
+            return
+        keyframe = frame_to_keyframe(frame, pose, self.keyframe_count, stride=self.params.pointmap_stride,
+                                     min_depth=self.params.min_depth, max_depth=self.params.max_depth)
+        self.keyframe_count += 1
+        self.pub_keyframe.publish(conv.keyframe_to_msg(keyframe, self.params.map_frame))
+        if self.params.publish_keyframe_cloud:
+            points, colours = keyframe.valid_points()
+            self.pub_cloud.publish(conv.encode_xyzrgb(points, colours, frame_id=self.params.map_frame,
+                                                      stamp=colour_msg.header.stamp))
+
+    def pose_of(self, frame: RGBDFrame, image_frame_id: str) -> Optional[np.ndarray]:
+        p = self.params
+        if p.pose_frame:
+            camera_frame = p.camera_frame or image_frame_id
+            try:
+                return self.tf_buffer.lookup(p.pose_frame, camera_frame, frame.stamp)
+            except TransformLookupError as exc:
+                self.lost_frames += 1
+                self.get_logger().warning(f"no pose for frame at {frame.stamp:.3f}: {exc}",
+                                          throttle_duration_sec=5.0)
+                return None
+        result = self.odometry.track(frame)
+        if result.pose is None:
+            self.lost_frames += 1
+            self.get_logger().warning(f"odometry lost at {frame.stamp:.3f}: {result.reason}",
+                                      throttle_duration_sec=5.0)
+        return result.pose
+
+    def publish_pose(self, pose: np.ndarray, stamp) -> None:
+        self.pub_pose.publish(conv.matrix_to_pose_stamped(pose, self.params.map_frame, stamp))
+        self.pub_tf.publish(TFMessage(transforms=[
+            conv.matrix_to_transform_stamped(pose, self.params.map_frame, self.params.tracked_frame, stamp)]))
+
+    def close(self) -> None:
+        self.worker.stop()
+
+    def collect_diagnostics(self):
+        s = self.worker.stats
+        values = {"frames_paired": self.sync.paired, "unsynchronised": self.sync.unsynchronised,
+                  "processed": s.processed, "dropped": s.dropped, "failed": s.failed, "keyframes": self.keyframe_count,
+                  "lost_frames": self.lost_frames, "bad_inputs": self.bad_inputs, "queue_depth": s.queue_depth,
+                  "last_duration_ms": round(s.last_duration_s * 1e3, 1), "last_error": self.last_error}
+        level = "warn" if (s.dropped or self.lost_frames or self.bad_inputs) else "ok"
+        return level, f"{self.keyframe_count} keyframes", values
+
+
+def main(args=None) -> int:
+    return run_node(ReconstructionNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

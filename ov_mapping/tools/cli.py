@@ -1,0 +1,82 @@
+"""The ``ov-mapping`` command: launch the graph, run the demo, benchmarks and offline tools.
+
+    ov-mapping launch [--input PATH|synthetic] [--params FILE]   start the nodes (Ctrl-C stops them all)
+    ov-mapping demo [--input PATH] [--out DIR]                   play a sequence through the graph, write map + report
+    ov-mapping download-weights NAME...                          fetch registered model weights (checksummed)
+    ov-mapping params                                            list every node parameter with its description
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_launch(args) -> int:
+    from ov_mapping.ros import graph
+    from ov_mapping.tools import launcher
+
+    specs = list(graph.PIPELINE)
+    extra = {}
+    if args.input:
+        specs.append(graph.PLAYER)
+        extra[graph.PLAYER.name] = {"input": args.input, "exit_when_done": False}
+    return launcher.run(specs, args.params, extra)
+
+
+def _cmd_demo(args) -> int:
+    from ov_mapping.tools import demo
+
+    return demo.run_demo(args.input, Path(args.out), rate=args.rate, frames=args.frames, timeout=args.timeout)
+
+
+def _cmd_params(args) -> int:  # noqa: ARG001
+    from ov_mapping.tools.param_docs import describe_all
+
+    print(describe_all())
+    return 0
+
+
+def _cmd_download(args) -> int:
+    from ov_mapping.models import download
+
+    return download.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ov-mapping", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("launch", help="start the node graph as separate processes")
+    p.add_argument("--input", default="", help="also play this sequence ('synthetic', a folder or a rosbag2)")
+    p.add_argument("--params", default=None, type=Path, help="parameters file (default: config/ov_mapping.yaml)")
+    p.set_defaults(func=_cmd_launch)
+
+    p = sub.add_parser("demo", help="play a sequence through the whole graph and write the map, a picture, a report")
+    p.add_argument("--input", default="synthetic", help="'synthetic' (default), a 7-Scenes/TUM folder or a rosbag2")
+    p.add_argument("--out", default="out/demo", help="output directory (default: out/demo)")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0 = real time)")
+    p.add_argument("--frames", type=int, default=0, help="play at most this many frames (0 = all)")
+    p.add_argument("--timeout", type=float, default=170.0, help="give up after this many seconds")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("download-weights", help="download registered model weights")
+    from ov_mapping.models import download
+
+    download.add_arguments(p)
+    p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser("params", help="list every node parameter")
+    p.set_defaults(func=_cmd_params)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
