@@ -9,12 +9,12 @@ from ov_mapping.ros.conversions import (
     ConversionError,
     array_to_pointcloud,
     decode_xyzrgb,
-    dict_to_pointcloud,
+    encode_pointcloud,
     encode_xyzrgb,
     pack_rgb,
     pointcloud_dtype,
     pointcloud_to_array,
-    pointcloud_to_dict,
+    decode_pointcloud,
     unpack_rgb,
 )
 
@@ -126,11 +126,11 @@ def all_types_columns(n=20):
 
 def test_dict_round_trip_every_datatype_and_count():
     columns = all_types_columns()
-    msg = dict_to_pointcloud(columns, frame_id="base")
+    msg = encode_pointcloud(columns, frame_id="base")
     datatypes = [f.datatype for f in msg.fields]
     assert datatypes == list(range(1, 9)) + [F32]
     assert msg.fields[-1].count == 3 and msg.point_step == 1 + 1 + 2 + 2 + 4 + 4 + 4 + 8 + 12
-    back = pointcloud_to_dict(msg)
+    back = decode_pointcloud(msg)
     assert list(back) == list(columns)
     for name, column in columns.items():
         assert back[name].dtype == column.dtype and back[name].flags.c_contiguous
@@ -195,12 +195,12 @@ def test_copy_false_is_a_read_only_view():
 
 def test_big_endian_cloud():
     columns = all_types_columns(8)
-    little = dict_to_pointcloud(columns)
+    little = encode_pointcloud(columns)
     dtype = pointcloud_dtype(list(little.fields), little.point_step)
     big = np.frombuffer(bytes(little.data), dtype).astype(dtype.newbyteorder(">"))
     msg = PointCloud2(height=1, width=8, fields=little.fields, is_bigendian=True, point_step=little.point_step,
                       row_step=little.row_step, data=big.tobytes())
-    back = pointcloud_to_dict(msg)
+    back = decode_pointcloud(msg)
     for name, column in columns.items():
         assert back[name].dtype.isnative
         np.testing.assert_array_equal(back[name], column, err_msg=name)
@@ -250,7 +250,7 @@ def test_malformed_clouds(msg, message):
 )
 def test_dict_errors(columns, message):
     with pytest.raises(ConversionError, match=message):
-        dict_to_pointcloud(columns)
+        encode_pointcloud(columns)
 
 
 def test_array_to_pointcloud_needs_structured_array():
@@ -260,7 +260,7 @@ def test_array_to_pointcloud_needs_structured_array():
 
 def test_decode_needs_xyz():
     with pytest.raises(ConversionError, match="no z field"):
-        decode_xyzrgb(dict_to_pointcloud({"x": np.zeros(2, np.float32), "y": np.zeros(2, np.float32)}))
+        decode_xyzrgb(encode_pointcloud({"x": np.zeros(2, np.float32), "y": np.zeros(2, np.float32)}))
 
 
 def test_agrees_with_sensor_msgs_py():

@@ -33,13 +33,13 @@ from ov_mapping.ros.conversions.keyframe import (
 )
 from ov_mapping.ros.conversions.pointcloud import (
     array_to_pointcloud,
+    decode_pointcloud,
     decode_xyzrgb,
-    dict_to_pointcloud,
+    encode_pointcloud,
     encode_xyzrgb,
     pack_rgb,
     pointcloud_dtype,
     pointcloud_to_array,
-    pointcloud_to_dict,
     unpack_rgb,
 )
 from ov_mapping.ros.conversions.pose import (
@@ -62,9 +62,10 @@ __all__ = [
     "compressed_to_array",
     "compressed_to_depth_m",
     "compressed_to_rgb",
+    "decode_pointcloud",
     "decode_xyzrgb",
     "depth_m_to_image",
-    "dict_to_pointcloud",
+    "encode_pointcloud",
     "encode_xyzrgb",
     "image_to_array",
     "image_to_depth_m",
@@ -87,7 +88,6 @@ __all__ = [
     "pack_rgb",
     "pointcloud_dtype",
     "pointcloud_to_array",
-    "pointcloud_to_dict",
     "pose_stamped_to_matrix",
     "pose_to_matrix",
     "seconds_to_stamp",

@@ -63,9 +63,8 @@ def array_to_compressed(
         picture.save(buffer, format="JPEG", quality=int(quality))
     else:
         picture.save(buffer, format="PNG")
-    msg = new_message(
-        CompressedImage, header=make_header(stamp, frame_id), format=f"{encoding}; {fmt} compressed {_TARGETS[encoding]}"
-    )
+    fmt_string = f"{encoding}; {fmt} compressed {_TARGETS[encoding]}"
+    msg = new_message(CompressedImage, header=make_header(stamp, frame_id), format=fmt_string)
     msg.data = fill_byte_field(np.frombuffer(buffer.getvalue(), dtype=np.uint8))
     return msg
 

@@ -115,7 +115,7 @@ def pointcloud_to_array(msg: PointCloud2, copy: bool = True) -> np.ndarray:
     return points.copy() if copy and not copied else points
 
 
-def pointcloud_to_dict(msg: PointCloud2) -> dict[str, np.ndarray]:
+def decode_pointcloud(msg: PointCloud2) -> dict[str, np.ndarray]:
     """Each field of a PointCloud2 as its own contiguous array: (N,) or (N, count), native byte order."""
     points = pointcloud_to_array(msg, copy=False)
     return {name: np.ascontiguousarray(points[name]) for name in points.dtype.names}
@@ -212,7 +212,7 @@ def array_to_pointcloud(points: np.ndarray, frame_id: str = "", stamp: Stamp = 0
     return _make_cloud(_little_endian(points.dtype), columns, height, width, frame_id, stamp)
 
 
-def dict_to_pointcloud(columns: Mapping[str, np.ndarray], frame_id: str = "", stamp: Stamp = 0.0) -> PointCloud2:
+def encode_pointcloud(columns: Mapping[str, np.ndarray], frame_id: str = "", stamp: Stamp = 0.0) -> PointCloud2:
     """An unorganised PointCloud2 with one field per column, packed in the mapping's order.
 
     Args:
