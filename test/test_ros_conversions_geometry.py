@@ -200,3 +200,22 @@ def test_make_header_copies_time():
     header = make_header(stamp, "map")
     stamp.sec = 99
     assert (header.stamp.sec, header.stamp.nanosec, header.frame_id) == (1, 2, "map")
+
+
+def test_instances_become_a_box_and_a_label_marker_each_after_a_delete_all():
+    from visualization_msgs.msg import Marker
+
+    from ov_mapping.ros.conversions import instances_to_markers
+
+    records = [{"instance_id": 7, "centroid": [1.0, 2.0, 0.5], "box_center": [1.0, 2.0, 0.5],
+                "box_size": [0.4, 0.6, 1.0], "label": "chair", "label_score": 0.8},
+               {"instance_id": 9, "centroid": [0, 0, 0], "box_center": [0, 0, 0], "box_size": [0, 0, 0]}]
+    markers = instances_to_markers(records, "map").markers
+    assert markers[0].action == Marker.DELETEALL and len(markers) == 5
+    box, text = markers[1], markers[2]
+    assert box.type == Marker.CUBE and (box.scale.x, box.scale.y, box.scale.z) == pytest.approx((0.4, 0.6, 1.0))
+    assert text.text == "chair (0.80)" and text.pose.position.z == pytest.approx(0.5 + 0.5 + 0.12)
+    assert markers[3].scale.x > 0  # a degenerate box still renders
+    assert markers[4].text == "instance 9"
+    with pytest.raises(ValueError):
+        instances_to_markers([{"instance_id": 1}], "map")

@@ -31,7 +31,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from ov_mapping.models.registry import WeightsEntry, get_weights, local_path
+from ov_mapping.models.registry import WeightsEntry, get_weights, list_weights, local_path
 
 logger = logging.getLogger(__name__)
 
@@ -382,3 +382,24 @@ def make_tokenizer(cfg: dict) -> Any:
 def _check_kind(entry: WeightsEntry, kind: str) -> None:
     if entry.kind != kind:
         raise ValueError(f"weights {entry.name!r} are of kind {entry.kind!r}, not {kind!r}")
+
+
+def load_clip(model: str, weights: str = "", config: str = "", device: Union[str, torch.device] = "cpu",
+              cache_dir: Optional[os.PathLike] = None) -> ClipModel:
+    """The CLIP model a node's parameters name, in one place for every node that needs the same embedding space.
+
+    - ``config`` set: a custom architecture (JSON file) with its ``weights`` file;
+    - ``model`` a registry name (e.g. "clip_vit_b32_laion2b_s34b_b79k"): its downloaded, checksummed file;
+    - otherwise ``model`` is an open_clip architecture and ``weights`` a pretrained tag or a local file.
+    """
+    if config:
+        if not weights:
+            raise ValueError("clip_config needs clip_weights: the checkpoint file of that architecture")
+        return ClipModel.from_checkpoint(weights, config=config, device=device)
+    known = {entry.name for entry in list_weights("clip")}
+    if model in known:
+        return ClipModel.from_registry(model, cache_dir=cache_dir, device=device)
+    if not weights:
+        raise ValueError(f"clip_model {model!r} is not a registry name ({', '.join(sorted(known))}); give "
+                         "clip_weights (an open_clip pretrained tag or a checkpoint file)")
+    return ClipModel.from_pretrained(model, weights, device=device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import Optional
 
 import numpy as np
@@ -39,6 +40,8 @@ PARAMS = (
     ParamSpec("pose_frame", "", "Take camera poses from TF, as the transform pose_frame -> camera frame (e.g. 'odom'); "
               "empty: estimate them with RGB-D odometry."),
     ParamSpec("camera_frame", "", "Camera frame for TF lookups; empty: the colour image's frame_id."),
+    ParamSpec("tf_timeout", 0.2, "How long to wait for a camera pose on TF before skipping a frame (s).",
+              min_value=0.0, max_value=5.0),
     ParamSpec("tracked_frame", "ov_mapping_camera", "Child frame of the published TF map_frame -> camera pose."),
     ParamSpec("use_compressed", False, "Subscribe to image/compressed (jpeg/png) instead of the raw colour image."),
     ParamSpec("input_reliability", "best_effort", "QoS reliability of the camera subscriptions.",
@@ -56,6 +59,9 @@ PARAMS = (
               min_value=0.0, max_value=3600.0),
     ParamSpec("pointmap_stride", 2, "Keep every Nth pixel (each way) in the keyframe pointmap.",
               min_value=1, max_value=16),
+    ParamSpec("odometry_max_failures", 5, "After this many frames in a row without odometry, restart tracking at the "
+              "last good pose (the map may show a seam; staying lost would stop mapping).", min_value=1,
+              max_value=1000),
     ParamSpec("queue_size", 2, "Frames waiting for the worker; older ones are dropped.", min_value=1, max_value=100),
     ParamSpec("publish_keyframe_cloud", True, "Also publish each keyframe's points as a PointCloud2."),
 )
@@ -73,6 +79,9 @@ class ReconstructionNode(Node):
         self.intrinsics = None
         self.keyframe_count = 0
         self.lost_frames = 0
+        self.failures_in_row = 0
+        self.odometry_restarts = 0
+        self.last_pose = None
         self.bad_inputs = 0
         self.last_error = ""
         self._lock = threading.Lock()
@@ -173,19 +182,32 @@ class ReconstructionNode(Node):
         p = self.params
         if p.pose_frame:
             camera_frame = p.camera_frame or image_frame_id
-            try:
-                return self.tf_buffer.lookup(p.pose_frame, camera_frame, frame.stamp)
-            except TransformLookupError as exc:
-                self.lost_frames += 1
-                self.get_logger().warning(f"no pose for frame at {frame.stamp:.3f}: {exc}",
-                                          throttle_duration_sec=5.0)
-                return None
+            deadline = time.monotonic() + p.tf_timeout
+            while True:  # the transform may still be on its way (we run on the worker, not the executor)
+                try:
+                    return self.tf_buffer.lookup(p.pose_frame, camera_frame, frame.stamp)
+                except TransformLookupError as exc:
+                    if time.monotonic() >= deadline:
+                        self.lost_frames += 1
+                        self.get_logger().warning(f"no pose for frame at {frame.stamp:.3f}: {exc}",
+                                                  throttle_duration_sec=5.0)
+                        return None
+                    time.sleep(0.01)
         result = self.odometry.track(frame)
-        if result.pose is None:
-            self.lost_frames += 1
-            self.get_logger().warning(f"odometry lost at {frame.stamp:.3f}: {result.reason}",
-                                      throttle_duration_sec=5.0)
-        return result.pose
+        if result.pose is not None:
+            self.failures_in_row = 0
+            self.last_pose = result.pose
+            return result.pose
+        self.lost_frames += 1
+        self.failures_in_row += 1
+        self.get_logger().warning(f"odometry lost at {frame.stamp:.3f}: {result.reason}", throttle_duration_sec=5.0)
+        if self.failures_in_row >= p.odometry_max_failures:
+            self.get_logger().warning(f"odometry failed {self.failures_in_row} times in a row; restarting at the last "
+                                      "good pose")
+            self.odometry.reset(self.last_pose)
+            self.failures_in_row = 0
+            self.odometry_restarts += 1
+        return None
 
     def publish_pose(self, pose: np.ndarray, stamp) -> None:
         self.pub_pose.publish(conv.matrix_to_pose_stamped(pose, self.params.map_frame, stamp))
@@ -199,7 +221,7 @@ class ReconstructionNode(Node):
         s = self.worker.stats
         values = {"frames_paired": self.sync.paired, "unsynchronised": self.sync.unsynchronised,
                   "processed": s.processed, "dropped": s.dropped, "failed": s.failed, "keyframes": self.keyframe_count,
-                  "lost_frames": self.lost_frames, "bad_inputs": self.bad_inputs, "queue_depth": s.queue_depth,
+                  "lost_frames": self.lost_frames, "odometry_restarts": self.odometry_restarts, "bad_inputs": self.bad_inputs, "queue_depth": s.queue_depth,
                   "last_duration_ms": round(s.last_duration_s * 1e3, 1), "last_error": self.last_error}
         level = "warn" if (s.dropped or self.lost_frames or self.bad_inputs) else "ok"
         return level, f"{self.keyframe_count} keyframes", values

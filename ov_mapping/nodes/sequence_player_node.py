@@ -87,15 +87,15 @@ class SequencePlayerNode(Node):
                 while (delay := due - time.monotonic()) > 0:
                     rclpy.spin_once(self, timeout_sec=min(delay, 0.05))
             stamp = self.get_clock().now().to_msg()
-            image = conv.array_to_image(frame.rgb, "rgb8", stamp, p.camera_frame)
-            self.pub_image.publish(image)
-            if frame.depth is not None:
-                self.pub_depth.publish(conv.depth_m_to_image(frame.depth, p.depth_encoding, stamp, p.camera_frame))
-            info.header.stamp = stamp
-            self.pub_info.publish(info)
+            # Pose and camera model first, so a listener has them when the image arrives.
             if p.publish_pose_tf and frame.pose is not None:
                 self.pub_tf.publish(TFMessage(transforms=[
                     conv.matrix_to_transform_stamped(frame.pose, p.pose_frame, p.camera_frame, stamp)]))
+            info.header.stamp = stamp
+            self.pub_info.publish(info)
+            if frame.depth is not None:
+                self.pub_depth.publish(conv.depth_m_to_image(frame.depth, p.depth_encoding, stamp, p.camera_frame))
+            self.pub_image.publish(conv.array_to_image(frame.rgb, "rgb8", stamp, p.camera_frame))
             self.frames_published += 1
             if p.rate == 0:
                 # No clock to keep: give the subscribers' queues time to drain (bounded, reliable QoS).

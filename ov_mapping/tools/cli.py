@@ -28,7 +28,8 @@ def _cmd_launch(args) -> int:
 def _cmd_demo(args) -> int:
     from ov_mapping.tools import demo
 
-    return demo.run_demo(args.input, Path(args.out), rate=args.rate, frames=args.frames, timeout=args.timeout)
+    return demo.run_demo(args.input, Path(args.out), rate=args.rate, frames=args.frames, timeout=args.timeout,
+                         odometry=args.odometry)
 
 
 def _cmd_params(args) -> int:  # noqa: ARG001
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0 = real time)")
     p.add_argument("--frames", type=int, default=0, help="play at most this many frames (0 = all)")
     p.add_argument("--timeout", type=float, default=170.0, help="give up after this many seconds")
+    p.add_argument("--odometry", action="store_true",
+                   help="estimate camera poses with RGB-D odometry instead of using the recording's poses")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("download-weights", help="download registered model weights")

@@ -23,41 +23,61 @@ def _say(text: str) -> None:
 
 
 def _settled(client, last: dict) -> bool:
-    """True once the map server has integrated every keyframe the reconstruction node made."""
+    """True once the map server's counters stopped moving: 2 s after it integrated every keyframe the
+    reconstruction node made, or 8 s without change if some keyframe never arrived."""
     made = client.value("reconstruction_node", "keyframes", -1)
     integrated = client.value("map_server_node", "keyframes", -2)
-    queue = client.value("map_server_node", "queue_depth", 1)
-    state = (made, integrated)
-    stable = state == last.get("state") and time.monotonic() - last.get("since", 0) > 2.0
+    state = (made, integrated, client.value("map_server_node", "queue_depth", 1))
     if state != last.get("state"):
         last.update(state=state, since=time.monotonic())
-    return made >= 0 and made == integrated and queue == 0 and stable
+    quiet = time.monotonic() - last["since"]
+    return (made >= 0 and made == integrated and state[2] == 0 and quiet > 2.0) or quiet > 8.0
 
 
-def run_demo(source: str, out_dir: Path, rate: float = 1.0, frames: int = 0, timeout: float = 170.0) -> int:
+def _pipeline_connected(client) -> bool:
+    """Every pipeline topic has its publisher and subscriber, so no keyframe is lost at start-up."""
+    node = client.node
+    return all(node.count_publishers(topic) > 0 and node.count_subscribers(topic) > 0
+               for topic in (graph.TOPIC_KEYFRAMES, graph.TOPIC_SEGMENTED)) and \
+        node.count_subscribers(graph.CAMERA_TOPICS["image"]) > 0
+
+
+def run_demo(source: str, out_dir: Path, rate: float = 1.0, frames: int = 0, timeout: float = 170.0,
+             odometry: bool = False) -> int:
+    """Run the demo; with ``odometry`` the camera poses are estimated (RGB-D odometry) instead of taken from the
+    recording's poses, which the player publishes on TF."""
     from ov_mapping.ros.graph_client import GraphClient
     from ov_mapping.srv import SaveMap
 
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    pose_from_tf = {"pose_frame": "odom"} if source == "synthetic" else {}
+    pose_from_tf = {} if odometry else {"pose_frame": "odom"}
     extra = {
         graph.PLAYER.name: {"input": source, "rate": rate, "max_frames": frames, "wait_for_subscribers": 1},
         graph.RECONSTRUCTION.name: {"input_reliability": "reliable", **pose_from_tf},
         graph.MAP_SERVER.name: {"map_dir": str(out_dir), "autosave_period": 0.0},
     }
-    launcher = Launcher([*graph.PIPELINE, graph.PLAYER], extra_params=extra)
+    pipeline = Launcher(list(graph.PIPELINE), extra_params=extra)
+    player = Launcher([graph.PLAYER], extra_params=extra)
     client = GraphClient("ov_mapping_demo")
-    report = {"input": source, "rate": rate}
+    report = {"input": source, "rate": rate, "poses": "rgbd_odometry" if odometry else "recorded (TF)"}
+
+    def failed():
+        return pipeline.poll() or player.poll()
+
     try:
-        launcher.start()
+        pipeline.start()
+        if not client.spin_until(lambda: _pipeline_connected(client) or failed(), 60):
+            _say("the pipeline nodes did not connect within 60 s")
+            return 1
+        player.start()
         _say(f"playing {source!r} through the graph (timeout {timeout:.0f} s)")
-        if not client.spin_until(lambda: client.player_done or launcher.poll() is not None, timeout):
+        if not client.spin_until(lambda: client.player_done or failed() is not None, timeout):
             _say("timed out waiting for the player")
             return 1
         if not client.player_done:
-            name, code = launcher.poll()
+            name, code = failed()
             _say(f"{name} exited with code {code} before the sequence was played")
             return 1
         played = time.monotonic()
@@ -83,7 +103,8 @@ def run_demo(source: str, out_dir: Path, rate: float = 1.0, frames: int = 0, tim
         )
     finally:
         client.close()
-        launcher.stop()
+        player.stop()
+        pipeline.stop()
 
     loaded = load_map(out_dir / "map.npz")
     export_ply(out_dir / "map.ply", loaded.voxel_map)

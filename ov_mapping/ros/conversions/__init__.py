@@ -22,6 +22,7 @@ from ov_mapping.ros.conversions.image import (
     image_to_rgb,
 )
 from ov_mapping.ros.conversions.instance import instance_to_msg, instances_to_msg, msg_to_instance, msg_to_instances
+from ov_mapping.ros.conversions.markers import instance_colour, instances_to_markers
 from ov_mapping.ros.conversions.keyframe import (
     keyframe_to_msg,
     msg_to_keyframe,
@@ -53,6 +54,8 @@ from ov_mapping.ros.conversions.pose import (
 )
 
 __all__ = [
+    "instance_colour",
+    "instances_to_markers",
     "ConversionError",
     "ENCODINGS",
     "array_to_compressed",
