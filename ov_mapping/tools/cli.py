@@ -3,6 +3,8 @@
     ov-mapping launch [--input PATH|synthetic] [--params FILE]   start the nodes (Ctrl-C stops them all)
     ov-mapping demo [--input PATH] [--out DIR]                   play a sequence through the graph, write map + report
     ov-mapping download-weights NAME...                          fetch registered model weights (checksummed)
+    ov-mapping export-engines [--config NAME] [--backend ...]    export CLIP3R to ONNX, build TensorRT engines
+    ov-mapping evaluate-semantics --gt FILE --pred FILE          mIoU / mAcc of a labelled cloud (table + JSON)
     ov-mapping params                                            list every node parameter with its description
 """
 
@@ -45,6 +47,12 @@ def _cmd_download(args) -> int:
     return download.run(args)
 
 
+def _cmd_export(args) -> int:
+    from ov_mapping.engines import cli as engines_cli
+
+    return engines_cli.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ov-mapping", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,12 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_arguments(p)
     p.set_defaults(func=_cmd_download)
 
+    p = sub.add_parser("export-engines", help="export CLIP3R graphs to ONNX and build TensorRT engines")
+    from ov_mapping.engines import cli as engines_cli
+
+    engines_cli.add_arguments(p)
+    p.set_defaults(func=_cmd_export)
+
+    # Listed for --help; main() hands its arguments to the evaluation's own parser untouched.
+    sub.add_parser("evaluate-semantics", help="per-class IoU / Acc of a labelled point cloud against ground truth")
+
     p = sub.add_parser("params", help="list every node parameter")
     p.set_defaults(func=_cmd_params)
     return parser
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["evaluate-semantics"]:
+        from ov_mapping.evaluation import semantics
+
+        return semantics.main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 
