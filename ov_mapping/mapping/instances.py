@@ -341,6 +341,8 @@ class InstanceMap:
         self._records: list[_Record] = []
         self._slot_of: dict[int, int] = {}
         self._dirty: set[int] = set()  # instance ids changed since the last merge pass
+        # (kept id, absorbed id) of each merge of the latest pass, so owners of per-point instance ids can follow.
+        self.last_merges: tuple[tuple[int, int], ...] = ()
         self._allocate(16, 1, 1)
 
     # ----------------------------------------------------------------------------------------- storage
@@ -750,7 +752,8 @@ class InstanceMap:
         """Merge pairs of instances that now overlap strongly and agree; returns how many merges were made.
 
         Only instances changed since the last pass are tested (against all others). Each instance takes part in
-        at most one merge per pass; the older (lower id) instance survives and absorbs the other.
+        at most one merge per pass; the older (lower id) instance survives and absorbs the other. The pairs are
+        in ``last_merges`` until the next pass.
         """
         pairs = []
         for instance_id in sorted(self._dirty):
@@ -772,14 +775,16 @@ class InstanceMap:
         self._dirty.clear()
         pairs.sort(key=lambda pair: (-pair[0], pair[1], pair[2]))
         used: set[int] = set()
-        merges = 0
+        merged = []
         for _, a, b in pairs:
             if a in used or b in used:
                 continue
             used.update((a, b))
             keep, gone = min(a, b), max(a, b)
             self._absorb(self._slot_of[keep], self._slot_of[gone])
-            merges += 1
+            merged.append((keep, gone))
+        self.last_merges = tuple(merged)
+        merges = len(merged)
         if merges:
             self.version += 1
             self.stats.instances_merged += merges
@@ -845,3 +850,228 @@ class InstanceMap:
                 out.append(ViewLabel(keyframe_id, vote.segment_id, record.instance_id, label, vote.label))
         out.sort(key=lambda v: (v.keyframe_id, v.segment_id))
         return out
+
+    # ----------------------------------------------------------------------------------------- state (persistence)
+
+    def export_state(self) -> dict[str, np.ndarray]:
+        """Copies of everything ``from_state`` needs to rebuild this map, as flat numeric and str arrays.
+
+        Rows follow the matrix order (N instances). Variable-length per-instance data (points, label tallies,
+        view records) is concatenated, with (N + 1,) offsets; label strings are indices into ``label_names``.
+        Construction parameters are not included, except ``voxel_size`` and ``semantic_source`` which give the
+        stored points and embeddings their meaning.
+        """
+        n = self._size
+        records = self._records[:n]
+        names: dict[str, int] = {}
+
+        def name_index(label: str) -> int:
+            return names.setdefault(label, len(names))
+
+        vote_labels, vote_weights, views = [], [], []
+        for record in records:
+            for label, weight in record.label_weights.items():
+                vote_labels.append(name_index(label))
+                vote_weights.append(weight)
+            for keyframe_id, vote in record.views.items():
+                views.append((keyframe_id, vote.segment_id, name_index(vote.label), vote.label_score, vote.score))
+        view_columns = np.array(views, dtype=np.float64).reshape(-1, 5)
+
+        def offsets(lengths) -> np.ndarray:
+            return np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64))]).astype(np.int64)
+
+        def rows(name: str, dtype) -> np.ndarray:
+            return np.array([getattr(r, name) for r in records], dtype=dtype)
+
+        state = {
+            "voxel_size": np.array(self.voxel_size),
+            "semantic_source": np.array(self.semantic_source),
+            "counters": np.array(
+                [self._calls, self._next_id, self._descriptor_dim or -1, self._embedding_dim or -1], dtype=np.int64
+            ),
+            "stats": np.array([getattr(self.stats, f) for f in _STATS_FIELDS], dtype=np.int64),
+            "ids": self._ids[:n].copy(),
+            "descriptors": self._descriptors[:n].copy(),
+            "weights": self._weights[:n].copy(),
+            "observations": self._observations[:n].copy(),
+            "last_seen": self._last_seen[:n].copy(),
+            "levels": rows("level", np.int64),
+            "num_points": rows("num_points", np.int64),
+            "first_seen": rows("first_seen", np.int64),
+            "labelled_score": rows("labelled_score", np.float64),
+            "dirty": np.array(sorted(self._dirty), dtype=np.int64),
+            "point_offsets": offsets([len(r.keys) for r in records]),
+            "point_keys": np.concatenate([r.keys for r in records] or [np.zeros(0, np.int64)]),
+            "points": np.concatenate([r.points for r in records] or [np.zeros((0, 3))]),
+            "point_counts": np.concatenate([r.counts for r in records] or [np.zeros(0)]),
+            "label_names": np.array(list(names), dtype=np.str_),
+            "vote_offsets": offsets([len(r.label_weights) for r in records]),
+            "vote_labels": np.array(vote_labels, dtype=np.int64),
+            "vote_weights": np.array(vote_weights, dtype=np.float64),
+            "view_offsets": offsets([len(r.views) for r in records]),
+            "view_keyframes": view_columns[:, 0].astype(np.int64),
+            "view_segments": view_columns[:, 1].astype(np.int64),
+            "view_labels": view_columns[:, 2].astype(np.int64),
+            "view_label_scores": view_columns[:, 3].copy(),
+            "view_scores": view_columns[:, 4].copy(),
+        }
+        if self._embeddings is not self._descriptors:
+            state["embeddings"] = self._embeddings[:n].copy()
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict, **params) -> "InstanceMap":
+        """Rebuild a map from ``export_state`` arrays with construction ``params``, validating everything.
+
+        ``params`` must keep the saved ``semantic_source``. With another ``voxel_size`` the points are
+        downsampled again; smaller point / view / label bounds are enforced on the way in.
+        Raises:
+            ValueError naming the first problem found (missing or malformed arrays, inconsistent values).
+        """
+        instance_map = cls(**params)
+        reader = _StateReader(state)
+        n = reader.array("ids", np.int64, (None,)).shape[0]
+        source = reader.text("semantic_source")
+        if source != instance_map.semantic_source:
+            raise ValueError(f"the state's embeddings come from {source!r}, the map is set to use "
+                             f"{instance_map.semantic_source!r}")
+        if n > instance_map.max_instances:
+            raise ValueError(f"the state holds {n} instances, max_instances is {instance_map.max_instances}")
+        saved_voxel_size = float(reader.array("voxel_size", np.float64, ()))
+        calls, next_id, descriptor_dim, embedding_dim = reader.array("counters", np.int64, (4,)).tolist()
+        ids = reader.array("ids", np.int64, (n,))
+        descriptors = reader.unit_rows("descriptors", n)
+        embeddings = reader.unit_rows("embeddings", n) if source == "clip_embedding" else descriptors
+        per_row = {
+            name: reader.array(name, dtype, (n,))
+            for name, dtype in (("weights", np.float64), ("observations", np.int64), ("last_seen", np.int64),
+                                ("levels", np.int64), ("num_points", np.int64), ("first_seen", np.int64),
+                                ("labelled_score", np.float64))
+        }
+        label_names = reader.array("label_names", np.str_, (None,)).tolist()
+        point_keys = reader.array("point_keys", np.int64, (None,))
+        points = reader.array("points", np.float64, (len(point_keys), 3))
+        point_counts = reader.array("point_counts", np.float64, (len(point_keys),))
+        vote_labels = reader.array("vote_labels", np.int64, (None,))
+        vote_weights = reader.array("vote_weights", np.float64, (len(vote_labels),))
+        view_columns = [reader.array("view_keyframes", np.int64, (None,))]
+        view_columns += [reader.array(name, dtype, (len(view_columns[0]),)) for name, dtype in (
+            ("view_segments", np.int64), ("view_labels", np.int64), ("view_label_scores", np.float64),
+            ("view_scores", np.float64))]
+        points_at = reader.offsets("point_offsets", n, len(point_keys))
+        votes_at = reader.offsets("vote_offsets", n, len(vote_labels))
+        views_at = reader.offsets("view_offsets", n, len(view_columns[0]))
+        dirty = reader.array("dirty", np.int64, (None,))
+        stats = reader.array("stats", np.int64, (len(_STATS_FIELDS),))
+
+        if len(set(ids.tolist())) != n or (n and (ids.min() < 0 or ids.max() >= next_id)):
+            raise ValueError(f"ids must be distinct and in [0, next_id={next_id})")
+        if n and (descriptors.shape[1] != descriptor_dim or embeddings.shape[1] != embedding_dim):
+            raise ValueError("descriptor / embedding widths disagree with the recorded dimensions")
+        if (descriptor_dim > 0) != (embedding_dim > 0):
+            raise ValueError("descriptor and embedding dimensions must be both known or both unknown (-1)")
+        if calls < 0 or (stats < 0).any() or not set(dirty.tolist()) <= set(ids.tolist()):
+            raise ValueError("counters must be >= 0 and dirty ids must be live ids")
+        if (per_row["levels"] < 0).any() or (per_row["levels"] > 40).any():
+            raise ValueError("levels must lie in [0, 40]")
+        if (per_row["weights"] < 0).any() or (per_row["labelled_score"] < 0).any():
+            raise ValueError("weights and labelled_score must be >= 0")
+        if (np.diff(points_at) < 1).any() or (point_counts <= 0).any():
+            raise ValueError("every instance needs at least one point, each with a count > 0")
+        for name, labels in (("vote_labels", vote_labels), ("view_labels", view_columns[2])):
+            if len(labels) and (labels.min() < 0 or labels.max() >= len(label_names)):
+                raise ValueError(f"{name} must index label_names ({len(label_names)} names)")
+        if (vote_weights < 0).any() or (view_columns[3] < 0).any() or (view_columns[4] < 0).any():
+            raise ValueError("vote weights and view scores must be >= 0")
+
+        if descriptor_dim > 0:  # the dimensions stay fixed once a segment set them, even if no instance is left
+            instance_map._descriptor_dim, instance_map._embedding_dim = descriptor_dim, embedding_dim
+        instance_map._allocate(max(16, n), max(descriptor_dim, 1), max(embedding_dim, 1))
+        same_voxels = saved_voxel_size == instance_map.voxel_size
+        for slot in range(n):
+            span = slice(points_at[slot], points_at[slot + 1])
+            level = int(per_row["levels"][slot]) if same_voxels else 0
+            keys, means, counts = point_keys[span], points[span], point_counts[span]
+            size = instance_map.voxel_size * 2**level
+            if same_voxels:
+                expected = compute_voxel_keys(means, size)
+                # A mean lies in its voxel; one ulp of rounding may put it on the neighbouring face.
+                drift = np.abs(unpack_voxel_keys(keys) - unpack_voxel_keys(expected)).max()
+                if (np.diff(keys) <= 0).any() or drift > 1:
+                    raise ValueError(f"instance {ids[slot]}: point keys are unsorted or do not match the points")
+            else:
+                keys, means, counts = downsample_points(means, counts, size)
+            record = _Record(int(ids[slot]), level, keys.copy(), means.copy(), counts.copy(),
+                             int(per_row["num_points"][slot]), first_seen=int(per_row["first_seen"][slot]),
+                             labelled_score=float(per_row["labelled_score"][slot]),
+                             observation_count=int(per_row["observations"][slot]))
+            instance_map._enforce_point_budget(record)
+            for k in range(votes_at[slot], votes_at[slot + 1]):
+                record.label_weights[label_names[vote_labels[k]]] = float(vote_weights[k])
+            instance_map._prune_labels(record)
+            span = range(max(views_at[slot], views_at[slot + 1] - instance_map.max_views_per_instance),
+                          views_at[slot + 1])
+            for k in span:
+                keyframe_id, segment_id, label, label_score, score = (column[k] for column in view_columns)
+                record.views[int(keyframe_id)] = _ViewVote(int(segment_id), label_names[label], float(label_score),
+                                                           float(score))
+            instance_map._records.append(record)
+            instance_map._slot_of[record.instance_id] = slot
+        instance_map._size = n
+        instance_map._ids[:n] = ids
+        instance_map._descriptors[:n] = descriptors
+        if instance_map._embeddings is not instance_map._descriptors:
+            instance_map._embeddings[:n] = embeddings
+        instance_map._weights[:n] = per_row["weights"]
+        instance_map._observations[:n] = per_row["observations"]
+        instance_map._last_seen[:n] = per_row["last_seen"]
+        for slot in range(n):
+            instance_map._refresh_geometry(slot)
+            instance_map._touch(slot)
+        instance_map._calls, instance_map._next_id = calls, next_id
+        instance_map._dirty = set(dirty.tolist())
+        instance_map.stats = InstanceMapStats(*stats.tolist())
+        return instance_map
+
+
+_STATS_FIELDS = tuple(InstanceMapStats.__dataclass_fields__)
+
+
+class _StateReader:
+    """Typed, shape-checked access to the arrays of an exported state (ValueError on any mismatch)."""
+
+    def __init__(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise ValueError(f"state must be a dict of arrays, got {type(state).__name__}")
+        self.state = state
+
+    def array(self, name: str, dtype, shape: tuple) -> np.ndarray:
+        if name not in self.state:
+            raise ValueError(f"state lacks {name!r}")
+        array = np.asarray(self.state[name])
+        kinds = {np.int64: "iu", np.float64: "iuf", np.float32: "iuf", np.str_: "U"}[dtype]
+        if array.dtype.kind not in kinds:
+            raise ValueError(f"{name} must have a {np.dtype(dtype).name} dtype, got {array.dtype}")
+        if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
+            raise ValueError(f"{name} must have shape {shape} (None = any), got {array.shape}")
+        if dtype is not np.str_:
+            if not np.isfinite(array).all():
+                raise ValueError(f"{name} must be finite")
+            return array.astype(dtype)
+        return array
+
+    def text(self, name: str) -> str:
+        return str(self.array(name, np.str_, ()))
+
+    def unit_rows(self, name: str, n: int) -> np.ndarray:
+        matrix = self.array(name, np.float32, (n, None))
+        if n and np.abs(np.linalg.norm(matrix.astype(np.float64), axis=1) - 1.0).max() > 1e-3:
+            raise ValueError(f"{name} rows must be unit vectors")
+        return matrix
+
+    def offsets(self, name: str, n: int, total: int) -> np.ndarray:
+        """(n + 1,) offsets into a concatenation of ``total`` rows: from 0, non-decreasing, ending at ``total``."""
+        offsets = self.array(name, np.int64, (n + 1,))
+        if offsets[0] != 0 or (np.diff(offsets) < 0).any() or offsets[-1] != total:
+            raise ValueError(f"{name} must rise from 0 to {total}")
+        return offsets
