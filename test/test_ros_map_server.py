@@ -10,8 +10,6 @@ from ov_mapping.core.types import CameraIntrinsics, Keyframe
 from ov_mapping.ros import graph
 from ov_mapping.tools.launcher import Launcher, node_command, node_environment
 
-pytestmark = pytest.mark.timeout(120) if hasattr(pytest.mark, "timeout") else []
-
 
 def _keyframe(keyframe_id: int, offset: float) -> Keyframe:
     h, w = 24, 32

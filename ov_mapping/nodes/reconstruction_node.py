@@ -1,9 +1,13 @@
 """reconstruction_node: camera stream in, keyframes with world pointmaps and camera poses out.
 
 RGB-D mode: colour and depth are paired by stamp; the camera pose comes from TF (``pose_frame`` set) or from RGB-D
-odometry; frames that move or age enough become keyframes, published as ``keyframes`` (ov_mapping/Keyframe), with the
-camera pose (``camera_pose`` and TF ``map_frame`` -> ``tracked_frame``) and a per-keyframe cloud. Decoding, odometry and
-back-projection run on a worker thread behind a bounded drop-oldest queue.
+odometry; frames that move or age enough become keyframes. RGB mode: CLIP3R (SLAM3R I2P + L2W with CLIP injection)
+reconstructs a world pointmap per keyframe from colour alone, on sliding causal windows, and recovers each camera pose
+from its local and world pointmaps; its scale is not metric (``metric_scale`` false in the message).
+
+Both modes publish ``keyframes`` (ov_mapping/Keyframe), the camera pose (``camera_pose`` and TF ``map_frame`` ->
+``tracked_frame``) and a per-keyframe cloud. Decoding and the models run on a worker thread behind a bounded
+drop-oldest queue.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ov_mapping.core.types import RGBDFrame
 from ov_mapping.core.worker import DropOldestWorker
 from ov_mapping.geometry.tf_buffer import TransformBuffer, TransformLookupError
 from ov_mapping.msg import Keyframe as KeyframeMsg
+from ov_mapping.reconstruction.clip3r_factory import Clip3rSettings, build_stream
 from ov_mapping.reconstruction.keyframes import KeyframeSelector
 from ov_mapping.reconstruction.rgbd import RGBDOdometry, frame_to_keyframe
 from ov_mapping.ros import conversions as conv
@@ -35,7 +40,8 @@ from ov_mapping.ros.params import declare_parameters
 from ov_mapping.ros.qos import PIPELINE_QOS, POSE_QOS, sensor_qos
 
 PARAMS = (
-    ParamSpec("mode", "rgbd", "Reconstruction mode: 'rgbd' uses depth images.", choices=("rgbd",)),
+    ParamSpec("mode", "rgbd", "Reconstruction mode: 'rgbd' uses depth images; 'rgb' runs CLIP3R on colour only.",
+              choices=("rgbd", "rgb")),
     ParamSpec("map_frame", "map", "Frame of the map, the keyframe pointmaps and the published poses."),
     ParamSpec("pose_frame", "", "Take camera poses from TF, as the transform pose_frame -> camera frame (e.g. 'odom'); "
               "empty: estimate them with RGB-D odometry."),
@@ -64,6 +70,28 @@ PARAMS = (
               max_value=1000),
     ParamSpec("queue_size", 2, "Frames waiting for the worker; older ones are dropped.", min_value=1, max_value=100),
     ParamSpec("publish_keyframe_cloud", True, "Also publish each keyframe's points as a PointCloud2."),
+    # RGB mode (CLIP3R).
+    ParamSpec("clip3r_config", "slam3r_i2p", "CLIP3R architecture: 'slam3r_i2p' (public checkpoints) or 'small'.",
+              choices=("slam3r_i2p", "small")),
+    ParamSpec("clip3r_i2p_weights", "slam3r_i2p", "I2P checkpoint: a registry name or a file."),
+    ParamSpec("clip3r_l2w_weights", "slam3r_l2w", "L2W checkpoint: a registry name or a file."),
+    ParamSpec("clip3r_allow_random_weights", False, "Run with untrained networks when weights are missing "
+              "(plumbing tests only: the geometry is meaningless)."),
+    ParamSpec("clip3r_backend", "torch", "Runtime.", choices=("torch", "onnxruntime", "tensorrt")),
+    ParamSpec("clip3r_precision", "fp32", "Precision.", choices=("fp32", "fp16", "bf16")),
+    ParamSpec("clip3r_device", "cpu", "Device.", choices=("cpu", "cuda")),
+    ParamSpec("clip3r_keyframe_stride", 0, "Every Nth frame is a keyframe; 0 chooses N automatically.", min_value=0,
+              max_value=100),
+    ParamSpec("clip3r_window_radius", 5, "Past keyframes in each I2P window.", min_value=1, max_value=10),
+    ParamSpec("clip3r_lookahead", 0, "Future keyframes in each I2P window (adds latency).", min_value=0, max_value=5),
+    ParamSpec("clip3r_register_group", 1, "Keyframes registered per L2W call (1 = lowest latency).", min_value=1,
+              max_value=20),
+    ParamSpec("clip3r_buffer_size", 100, "Scene frames kept for retrieval (reservoir sampling).", min_value=5,
+              max_value=10000),
+    ParamSpec("clip3r_i2p_min_confidence", 1.5, "Local points at or below this I2P confidence are dropped.",
+              min_value=0.0),
+    ParamSpec("clip3r_l2w_min_confidence", 10.0, "World points at or below this L2W confidence are dropped.",
+              min_value=0.0),
 )
 
 
@@ -73,12 +101,24 @@ class ReconstructionNode(Node):
         p = self.params = declare_parameters(self, PARAMS)
         self.selector = KeyframeSelector(p.keyframe_translation, p.keyframe_rotation_deg, p.keyframe_max_interval,
                                          p.keyframe_min_interval)
-        self.odometry = None if p.pose_frame else RGBDOdometry(min_depth=p.min_depth, max_depth=p.max_depth)
+        self.odometry = None
+        self.stream = None
+        if p.mode == "rgb":
+            self.stream, description = build_stream(Clip3rSettings(
+                config=p.clip3r_config, i2p_weights=p.clip3r_i2p_weights, l2w_weights=p.clip3r_l2w_weights,
+                allow_random_weights=p.clip3r_allow_random_weights, backend=p.clip3r_backend,
+                precision=p.clip3r_precision, device=p.clip3r_device, keyframe_stride=p.clip3r_keyframe_stride,
+                window_radius=p.clip3r_window_radius, lookahead=p.clip3r_lookahead,
+                register_group_size=p.clip3r_register_group, buffer_size=p.clip3r_buffer_size,
+                i2p_min_confidence=p.clip3r_i2p_min_confidence, l2w_min_confidence=p.clip3r_l2w_min_confidence))
+        elif not p.pose_frame:
+            self.odometry = RGBDOdometry(min_depth=p.min_depth, max_depth=p.max_depth)
         self.tf_buffer = TransformBuffer()
         self.sync = StampSynchronizer(p.sync_tolerance)
         self.intrinsics = None
         self.keyframe_count = 0
         self.lost_frames = 0
+        self.frames_in = 0
         self.failures_in_row = 0
         self.odometry_restarts = 0
         self.last_pose = None
@@ -87,11 +127,13 @@ class ReconstructionNode(Node):
         self._lock = threading.Lock()
 
         qos = sensor_qos(p.input_reliability)
+        on_colour = self.on_colour if self.stream is None else self.on_colour_only
         if p.use_compressed:
-            self.create_subscription(CompressedImage, "image/compressed", self.on_colour, qos)
+            self.create_subscription(CompressedImage, "image/compressed", on_colour, qos)
         else:
-            self.create_subscription(Image, "image", self.on_colour, qos)
-        self.create_subscription(Image, "depth", self.on_depth, qos)
+            self.create_subscription(Image, "image", on_colour, qos)
+        if self.stream is None:
+            self.create_subscription(Image, "depth", self.on_depth, qos)
         self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, qos)
         if p.pose_frame:
             self.create_subscription(TFMessage, "/tf", self.on_tf, 100)
@@ -101,10 +143,14 @@ class ReconstructionNode(Node):
         self.pub_pose = self.create_publisher(PoseStamped, "camera_pose", POSE_QOS)
         self.pub_cloud = self.create_publisher(PointCloud2, "keyframe_cloud", PIPELINE_QOS)
         self.pub_tf = self.create_publisher(TFMessage, "/tf", 100)
-        self.worker = DropOldestWorker(self.process_pair, p.queue_size, "reconstruction", self.on_worker_error)
+        process = self.process_pair if self.stream is None else self.process_colour
+        self.worker = DropOldestWorker(process, p.queue_size, "reconstruction", self.on_worker_error)
         self.diagnostics = DiagnosticsPublisher(self, self.collect_diagnostics)
-        source = f"TF {p.pose_frame} -> camera" if p.pose_frame else "RGB-D odometry"
-        self.get_logger().info(f"RGB-D mode, poses from {source}; keyframes on {self.resolve_topic_name('keyframes')}")
+        if self.stream is not None:
+            mode = f"RGB mode: {description}"
+        else:
+            mode = f"RGB-D mode, poses from {f'TF {p.pose_frame} -> camera' if p.pose_frame else 'RGB-D odometry'}"
+        self.get_logger().info(f"{mode}; keyframes on {self.resolve_topic_name('keyframes')}")
 
     # Callbacks only convert stamps and queue: the work happens on the worker.
     def on_colour(self, msg) -> None:
@@ -118,6 +164,10 @@ class ReconstructionNode(Node):
             pair = self.sync.add_depth(conv.stamp_to_seconds(msg.header.stamp), msg)
         if pair is not None:
             self.worker.submit(pair)
+
+    def on_colour_only(self, msg) -> None:
+        self.frames_in += 1
+        self.worker.submit(msg)
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         try:
@@ -142,6 +192,31 @@ class ReconstructionNode(Node):
         self.last_error = message
         self.get_logger().warning(message, throttle_duration_sec=5.0)
 
+    def _decode_colour(self, msg) -> np.ndarray:
+        return conv.compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else conv.image_to_rgb(msg)
+
+    def process_colour(self, msg) -> None:
+        """RGB mode: feed CLIP3R; publish every keyframe it completes."""
+        try:
+            rgb = self._decode_colour(msg)
+        except ValueError as exc:
+            self._refuse(f"image refused: {exc}")
+            return
+        intrinsics = self.intrinsics
+        if intrinsics is not None and (intrinsics.width, intrinsics.height) != (rgb.shape[1], rgb.shape[0]):
+            intrinsics = intrinsics.scaled(rgb.shape[1], rgb.shape[0])
+        for streamed in self.stream.push(rgb, conv.stamp_to_seconds(msg.header.stamp), intrinsics):
+            stamp = conv.seconds_to_stamp(streamed.keyframe.stamp)
+            self.publish_pose(streamed.keyframe.pose, stamp)
+            self.publish_keyframe(streamed.keyframe, stamp)
+
+    def publish_keyframe(self, keyframe, stamp) -> None:
+        self.keyframe_count += 1
+        self.pub_keyframe.publish(conv.keyframe_to_msg(keyframe, self.params.map_frame))
+        if self.params.publish_keyframe_cloud:
+            points, colours = keyframe.valid_points()
+            self.pub_cloud.publish(conv.encode_xyzrgb(points, colours, frame_id=self.params.map_frame, stamp=stamp))
+
     def process_pair(self, pair) -> None:
         colour_msg, depth_msg = pair
         intrinsics = self.intrinsics
@@ -149,8 +224,7 @@ class ReconstructionNode(Node):
             self._refuse("no camera_info received yet; frame skipped")
             return
         try:
-            rgb = (conv.compressed_to_rgb(colour_msg) if isinstance(colour_msg, CompressedImage)
-                   else conv.image_to_rgb(colour_msg))
+            rgb = self._decode_colour(colour_msg)
             depth = conv.image_to_depth_m(depth_msg)
         except ValueError as exc:
             self._refuse(f"image refused: {exc}")
@@ -171,12 +245,7 @@ class ReconstructionNode(Node):
             return
         keyframe = frame_to_keyframe(frame, pose, self.keyframe_count, stride=self.params.pointmap_stride,
                                      min_depth=self.params.min_depth, max_depth=self.params.max_depth)
-        self.keyframe_count += 1
-        self.pub_keyframe.publish(conv.keyframe_to_msg(keyframe, self.params.map_frame))
-        if self.params.publish_keyframe_cloud:
-            points, colours = keyframe.valid_points()
-            self.pub_cloud.publish(conv.encode_xyzrgb(points, colours, frame_id=self.params.map_frame,
-                                                      stamp=colour_msg.header.stamp))
+        self.publish_keyframe(keyframe, colour_msg.header.stamp)
 
     def pose_of(self, frame: RGBDFrame, image_frame_id: str) -> Optional[np.ndarray]:
         p = self.params
@@ -219,7 +288,8 @@ class ReconstructionNode(Node):
 
     def collect_diagnostics(self):
         s = self.worker.stats
-        values = {"frames_paired": self.sync.paired, "unsynchronised": self.sync.unsynchronised,
+        values = {"mode": self.params.mode, "frames_in": self.frames_in or self.sync.paired,
+                  "frames_paired": self.sync.paired, "unsynchronised": self.sync.unsynchronised,
                   "processed": s.processed, "dropped": s.dropped, "failed": s.failed, "keyframes": self.keyframe_count,
                   "lost_frames": self.lost_frames, "odometry_restarts": self.odometry_restarts, "bad_inputs": self.bad_inputs, "queue_depth": s.queue_depth,
                   "last_duration_ms": round(s.last_duration_s * 1e3, 1), "last_error": self.last_error}

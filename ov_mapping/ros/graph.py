@@ -5,6 +5,7 @@ Plain data (no rclpy import), so the launcher, the launch file and the tests rea
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,9 +88,8 @@ def ros_arguments(spec: NodeSpec, params_file: Path, extra_params: Optional[dict
     """The ``--ros-args`` a process of ``spec`` gets: name, namespace, parameter file, overrides, remappings."""
     args = ["--ros-args", "-r", f"__node:={spec.name}", "-r", f"__ns:=/{NAMESPACE}", "--params-file", str(params_file)]
     for key, value in (extra_params or {}).items():
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        args += ["-p", f"{key}:={value}"]
+        # rcl reads the value as YAML: JSON quoting keeps "" and strings such as "true" or "1" strings.
+        args += ["-p", f"{key}:={json.dumps(value)}"]
     for source, target in spec.remappings:
         args += ["-r", f"{source}:={target}"]
     return args
