@@ -10,6 +10,7 @@ import sys
 from typing import Callable, Optional
 
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
@@ -28,7 +29,7 @@ def run_node(build: Callable[[], Node], args: Optional[list] = None,
         return 0
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ParameterException) as exc:  # refused parameters or inputs
         print(f"[{node.get_name() if node else 'ov_mapping'}] error: {exc}", file=sys.stderr)
         return 2
     finally:
