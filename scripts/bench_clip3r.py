@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""CLIP3R streaming-stage benchmarks (issue 4). Not a test: prints a table and writes JSON.
+"""CLIP3R runtime benchmarks (issue 4): per-stage latency per backend. Not a test: prints a table and writes JSON.
 
 Per network configuration ("small": the test-vector config; "full": the published SLAM3R size, random weights) and
-per backend, the latency of each call the stream makes through the Clip3rRunner protocol:
+per backend (``ov_mapping.engines.make_runner``: torch, onnxruntime, tensorrt; all on the same weights), the
+latency of each call the stream makes through the runner interface:
 
 - encode: one image (one keyframe's encoder tokens);
 - i2p: one causal I2P window (default radius 5: 6 views);
@@ -10,13 +11,13 @@ per backend, the latency of each call the stream makes through the Clip3rRunner 
 - l2w: registering one group (``--group`` keyframes against ``--scene`` scene frames);
 - stream (small only): frames per second of the whole engine on a synthetic pan, every frame a keyframe;
 
-plus peak resident memory (VmHWM, reset per backend where Linux allows). Each figure is the median of the timed
-runs after one warm-up; ratios are against the ``torch`` backend of the same configuration, measured in this process.
+plus the runner's build time (ONNX export / TensorRT engine build included, into a temporary folder) and peak
+resident memory (VmHWM, reset per backend where Linux allows). Each figure is the median of the timed runs after
+one warm-up; ``x torch`` is the ratio to the ``torch`` backend of the same configuration, measured in this process
+(< 1: faster than PyTorch). Every backend gets ``--threads`` intra-op threads.
 
-Backends are factories ``make_<name>_runner(config_name, threads) -> Clip3rRunner``, registered in ``BACKENDS``;
-add one (e.g. onnxruntime) and every stage is measured for it too.
-
-Usage: python scripts/bench_clip3r.py [--configs small full] [--backends torch] [--out out/bench_clip3r.json]
+Usage: python scripts/bench_clip3r.py [--configs small full] [--backends torch onnxruntime] [--device cuda]
+       [--out out/bench_clip3r.json]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -38,29 +40,11 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from ov_mapping.models.clip3r import build_i2p, build_l2w  # noqa: E402
-from ov_mapping.reconstruction.clip3r_stream import (  # noqa: E402
-    Clip3rRunner,
-    Clip3rStream,
-    StreamConfig,
-    TorchClip3rRunner,
-)
+from ov_mapping.engines import BACKENDS, Clip3rRunner, EngineRunner, make_runner  # noqa: E402
+from ov_mapping.models.clip3r import I2P, L2W, build_i2p, build_l2w  # noqa: E402
+from ov_mapping.reconstruction.clip3r_stream import Clip3rStream, StreamConfig  # noqa: E402
 
-CONFIG_NAMES = {"small": ("small", "small"), "full": ("slam3r_i2p", "slam3r_l2w")}
-
-
-# ------------------------------------------------------------------------------------------------------ backends
-
-
-def make_torch_runner(config: str, threads: int) -> Clip3rRunner:
-    """PyTorch eager, float32, on the CPU (random weights: speed does not depend on them)."""
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    i2p_name, l2w_name = CONFIG_NAMES[config]
-    return TorchClip3rRunner(build_i2p(i2p_name), build_l2w(l2w_name), "cpu", torch.float32, retrieval_batch=16)
-
-
-BACKENDS: dict[str, Callable[[str, int], Clip3rRunner]] = {"torch": make_torch_runner}
+CONFIG_NAMES = {"small": "small", "full": "slam3r_i2p"}
 
 
 # ------------------------------------------------------------------------------------------------------ measuring
@@ -83,13 +67,16 @@ def peak_memory_mb() -> float:
     return float("nan")
 
 
-def median_seconds(fn: Callable[[], object], runs: int) -> tuple[float, list[float]]:
+def median_seconds(fn: Callable[[], object], runs: int, device: torch.device) -> tuple[float, list[float]]:
     """Median wall time of ``runs`` calls after one untimed warm-up call."""
+    # encode leaves its tokens on the device: wait for CUDA work so that it is inside the timed call
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     fn()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times), times
 
@@ -104,7 +91,7 @@ def camera_pan(count: int, seed: int = 0) -> list[np.ndarray]:
     return [np.ascontiguousarray(canvas[:, 4 * i : 4 * i + 320]) for i in range(count)]
 
 
-def bench_stages(runner: Clip3rRunner, args: argparse.Namespace, runs: int) -> dict[str, dict]:
+def bench_stages(runner: EngineRunner, args: argparse.Namespace, runs: int) -> dict[str, dict]:
     """Latency of each protocol call the stream makes, on random inputs."""
     needed = max(args.views, args.candidates + args.group, args.scene + args.group)
     tokens = runner.encode(random_images(needed))
@@ -124,7 +111,7 @@ def bench_stages(runner: Clip3rRunner, args: argparse.Namespace, runs: int) -> d
     }
     out = {}
     for name, (fn, shape) in stages.items():
-        median, times = median_seconds(fn, runs)
+        median, times = median_seconds(fn, runs, runner.graphs.device)
         out[name] = {"shape": shape, "median_s": median, "runs_s": times}
         print(f"  {name:<10} {shape:<22} {median * 1000:10.1f} ms", flush=True)
     return out
@@ -142,10 +129,11 @@ def bench_stream(runner: Clip3rRunner, frames: int) -> dict:
     return {"frames": frames, "keyframes": produced, "seconds": seconds, "fps": frames / seconds}
 
 
-def bench_backend(backend: str, config: str, args: argparse.Namespace) -> dict:
+def bench_backend(backend: str, nets: tuple[I2P, L2W], config: str, work_dir: Path, args: argparse.Namespace) -> dict:
     resettable = reset_peak_memory()
     start = time.perf_counter()
-    runner = BACKENDS[backend](config, args.threads)
+    runner = make_runner(backend, i2p=nets[0], l2w=nets[1], device=args.device, precision=args.precision,
+                         artifacts_dir=work_dir / config, threads=args.threads, retrieval_batch=args.retrieval_batch)
     build_s = time.perf_counter() - start
     print(f"{backend} / {config} (built in {build_s:.1f} s)", flush=True)
     runs = args.runs_full if config == "full" else args.runs
@@ -157,6 +145,14 @@ def bench_backend(backend: str, config: str, args: argparse.Namespace) -> dict:
     print(f"  peak resident memory {result['peak_rss_mb']:.0f} MiB", flush=True)
     del runner
     return result
+
+
+def bench_config(config: str, backends: list[str], work_dir: Path, args: argparse.Namespace) -> dict[str, dict]:
+    """Every backend on one pair of randomly initialised networks (speed does not depend on the weights)."""
+    torch.manual_seed(0)
+    nets = build_i2p(CONFIG_NAMES[config]), build_l2w(CONFIG_NAMES[config])
+    # torch first: the ratios' baseline
+    return {b: bench_backend(b, nets, config, work_dir, args) for b in sorted(backends, key=lambda b: b != "torch")}
 
 
 def add_ratios(results: dict) -> None:
@@ -181,13 +177,15 @@ def print_table(results: dict) -> None:
                 s = result["stream"]
                 print(f"{config:<7} {backend:<12} {'stream':<11} {str(s['frames']) + ' frames':<24} "
                       f"{s['seconds'] / s['frames'] * 1000:10.1f}   ({s['fps']:.1f} frames/s)")
-            print(f"{config:<7} {backend:<12} peak RSS {result['peak_rss_mb']:.0f} MiB")
+            print(f"{config:<7} {backend:<12} built in {result['build_s']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MiB")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["small", "full"], choices=sorted(CONFIG_NAMES))
-    parser.add_argument("--backends", nargs="+", default=["torch"], choices=sorted(BACKENDS))
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"], choices=BACKENDS)
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda for tensorrt, else cpu")
+    parser.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="default: the backend's")
     parser.add_argument("--views", type=int, default=6, help="I2P window size (causal radius 5 -> 6)")
     parser.add_argument("--group", type=int, default=10, help="keyframes registered per L2W call")
     parser.add_argument("--scene", type=int, default=10, help="scene frames per L2W call")
@@ -195,15 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="timed runs per stage (small)")
     parser.add_argument("--runs-full", type=int, default=2, help="timed runs per stage (full size)")
     parser.add_argument("--stream-frames", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--retrieval-batch", type=int, default=16, help="candidates per retrieval pass")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="intra-op threads per backend")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench_clip3r.json")
     args = parser.parse_args(argv)
 
-    results: dict[str, dict] = {}
-    for config in args.configs:
-        # torch first: the ratios' baseline
-        for backend in sorted(args.backends, key=lambda b: b != "torch"):
-            results.setdefault(config, {})[backend] = bench_backend(backend, config, args)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {config: bench_config(config, args.backends, Path(tmp), args) for config in args.configs}
     add_ratios(results)
     print_table(results)
     report = {

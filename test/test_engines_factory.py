@@ -48,6 +48,12 @@ def test_random_weights_are_announced(caplog):
     assert "RANDOM weights" in caplog.text
 
 
+def test_encode_gives_one_handle_per_image_matching_single_encodes(runner, images):
+    handles = runner.encode(images[:3])
+    assert len(handles) == 3 and all(h.shape == (1, 196, 128) for h in handles)
+    torch.testing.assert_close(handles[1], runner.encode(images[1:2])[0], atol=1e-4, rtol=1e-4)
+
+
 def test_torch_runner_matches_the_networks(nets, runner, images):
     i2p, l2w = nets
     tokens = runner.encode(images)
@@ -55,25 +61,34 @@ def test_torch_runner_matches_the_networks(nets, runner, images):
     with torch.no_grad():
         want = i2p(tokens[:3], 2)
     got = runner.i2p(tokens[:3], 2)
-    np.testing.assert_allclose(got[2].pts3d, want[2]["pts3d"][0].numpy(), atol=1e-5)
-    np.testing.assert_allclose(got[0].conf, want[0]["conf"][0].numpy(), atol=1e-5)
-    scores = runner.retrieval(tokens[:2], tokens[2:])
-    with torch.no_grad():
-        np.testing.assert_allclose(scores[1], i2p.retrieval_scores([tokens[1], *tokens[2:]], 0)[:, 0].numpy(), rtol=1e-5)
+    assert len(got) == 3 and all(v.pts3d.dtype == np.float32 and (v.conf >= 1).all() for v in got)
+    for v in range(3):  # input order, every view in the reference camera frame
+        key = "pts3d" if v == 2 else "pts3d_in_other_view"
+        np.testing.assert_allclose(got[v].pts3d, want[v][key][0].numpy(), atol=1e-5)
+        np.testing.assert_allclose(got[v].conf, want[v]["conf"][0].numpy(), atol=1e-5)
     pts = np.random.default_rng(0).normal(size=(4, 224, 224, 3)).astype(np.float32)
     regs = runner.l2w(tokens[:2], pts[:2], tokens[2:], pts[2:])
     with torch.no_grad():
         _, keys = l2w(tokens[:2], [torch.from_numpy(p[None]) for p in pts[:2]], tokens[2:],
                       [torch.from_numpy(p[None]) for p in pts[2:]])
-    np.testing.assert_allclose(regs[1].pts3d, keys[1]["pts3d_in_other_view"][0].numpy(), atol=1e-5)
+    assert len(regs) == 2 and all(r.features is None and (r.conf >= 1).all() for r in regs)
+    for k in range(2):
+        np.testing.assert_allclose(regs[k].pts3d, keys[k]["pts3d_in_other_view"][0].numpy(), atol=1e-5)
+        np.testing.assert_allclose(regs[k].conf, keys[k]["conf"][0].numpy(), atol=1e-5)
 
 
-def test_retrieval_in_small_batches_equals_one_pass(nets, images):
+def test_batched_retrieval_matches_one_window_per_candidate(nets, images):
     tokens = make_runner("torch", i2p=nets[0], with_l2w=False).encode(images)
-    one = make_runner("torch", i2p=nets[0], with_l2w=False, retrieval_batch=1).retrieval(tokens[:3], tokens[3:])
-    full = make_runner("torch", i2p=nets[0], with_l2w=False).retrieval(tokens[:3], tokens[3:])
-    assert one.shape == (3, 1, 196)
-    np.testing.assert_allclose(one, full, rtol=1e-5)
+    candidates, sources = tokens[:3], tokens[3:]
+    # retrieval_batch 2: a full chunk and a partial one; 16: one pass
+    chunked = make_runner("torch", i2p=nets[0], with_l2w=False, retrieval_batch=2).retrieval(candidates, sources)
+    one_pass = make_runner("torch", i2p=nets[0], with_l2w=False).retrieval(candidates, sources)
+    assert chunked.shape == (3, 1, 196) and (chunked >= 1).all()
+    np.testing.assert_allclose(chunked, one_pass, rtol=1e-5)
+    for r, cand in enumerate(candidates):
+        with torch.no_grad():
+            want = nets[0].retrieval_scores([cand, *sources], 0)[:, 0].numpy()
+        np.testing.assert_allclose(chunked[r], want, rtol=1e-4, atol=1e-5)
 
 
 def test_bf16_autocast_runs_close_to_float32(nets, runner, images):
@@ -89,15 +104,44 @@ def test_bad_inputs_raise_clear_errors(runner, images):
         runner.encode(images.astype(np.float64))
     with pytest.raises(ValueError, match=r"\(B >= 1, 3, 224, 224\)"):
         runner.encode(images[:, :, :100])
+    nan_images = images[:1].copy()
+    nan_images[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        runner.encode(nan_images)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        runner.encode(images * 255)
     with pytest.raises(ValueError, match="ref_index"):
         runner.i2p(tokens, 2)
     with pytest.raises(ValueError, match="at least 2"):
         runner.i2p(tokens[:1], 0)
+    pts = np.zeros((1, 224, 224, 3), np.float32)
     with pytest.raises(ValueError, match="scene_pts3d"):
-        runner.l2w(tokens[:1], np.zeros((2, 224, 224, 3), np.float32), tokens[1:], np.zeros((1, 224, 224, 3), np.float32))
+        runner.l2w(tokens[:1], np.zeros((2, 224, 224, 3), np.float32), tokens[1:], pts)
+    with pytest.raises(ValueError, match="key_pts3d"):
+        runner.l2w(tokens[:1], pts, tokens[1:], np.zeros((2, 224, 224, 3), np.float32))
+    nan_pts = pts.copy()
+    nan_pts[0, 5, 5] = np.nan
+    with pytest.raises(ValueError, match="dense pointmaps"):
+        runner.l2w(tokens[:1], nan_pts, tokens[1:], pts)
     with pytest.raises(ValueError, match="candidates and sources"):
         runner.retrieval([], tokens)
     with pytest.raises(ValueError, match="clip_features"):
         runner.i2p(tokens, 0, clip_features=[torch.zeros(1, 3, 8)] * 2)
     with pytest.raises(ValueError, match="without the L2W"):
         make_runner("torch", i2p=runner.graphs.i2p, with_l2w=False).l2w(tokens[:1], None, tokens[1:], None)
+    with pytest.raises(ValueError, match="unknown precision"):
+        make_runner("torch", i2p=runner.graphs.i2p, with_l2w=False, precision="int8")
+    with pytest.raises(ValueError, match="threads"):
+        make_runner("torch", i2p=runner.graphs.i2p, with_l2w=False, threads=-1)
+    with pytest.raises(ValueError, match="retrieval_batch"):
+        make_runner("torch", i2p=runner.graphs.i2p, with_l2w=False, retrieval_batch=0)
+
+
+def test_threads_set_the_torch_intra_op_pool(nets):
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1
+    try:
+        make_runner("torch", i2p=nets[0], with_l2w=False, threads=wanted)
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)

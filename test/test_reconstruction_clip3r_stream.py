@@ -12,12 +12,11 @@ import pytest
 from ov_mapping.core.types import CameraIntrinsics
 from ov_mapping.geometry.camera import backproject_depth, pointmap_to_world
 from ov_mapping.geometry.transforms import fit_similarity, fit_similarity_robust, invert_pose, rotation_angle
+from ov_mapping.engines import Registration, ViewPointmap
 from ov_mapping.reconstruction.clip3r_stream import (
     Clip3rStream,
-    Registration,
     SceneBuffer,
     StreamConfig,
-    ViewPointmap,
     probe_stride_windows,
     rank_scene_frames,
 )

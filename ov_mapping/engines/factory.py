@@ -91,7 +91,8 @@ def make_runner(
     :func:`default_artifacts_dir`; exports are reused while the weights hash and precision match.
     ``device``: "cpu" | "cuda" (default cuda for TensorRT, cpu otherwise).
     ``limits``: TensorRT :class:`~.tensorrt_engine.ProfileLimits`. ``retrieval_batch``: candidates per
-    retrieval pass (see :class:`~.runner.EngineRunner`). ``threads``: onnxruntime intra-op threads (0: its default).
+    retrieval pass (see :class:`~.runner.EngineRunner`). ``threads``: CPU intra-op threads of onnxruntime (its
+    session) or torch (``torch.set_num_threads``, process-wide); 0 keeps the runtime's default.
     """
     check_backend(backend)
     precision = precision or ("fp16" if backend == "tensorrt" else "fp32")
@@ -107,7 +108,7 @@ def make_runner(
     if backend == "torch":
         from .torch_engine import TorchGraphs
 
-        return EngineRunner(TorchGraphs(i2p, l2w, device, precision), cfg, clip_dim, retrieval_batch)
+        return EngineRunner(TorchGraphs(i2p, l2w, device, precision, threads), cfg, clip_dim, retrieval_batch)
     root = Path(artifacts_dir) if artifacts_dir is not None else default_artifacts_dir()
     with torch.no_grad():
         paths = exported_graphs(i2p, l2w, root / "onnx", precision)

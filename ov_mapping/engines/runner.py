@@ -1,15 +1,14 @@
-"""The CLIP3R runner interface (``reconstruction.clip3r_stream.Clip3rRunner``) on any graph backend.
+"""The CLIP3R runner interface (:class:`~.protocol.Clip3rRunner`) on any graph backend.
 
 Token handles are what :meth:`EngineRunner.encode` returns per image (a (1, S, C) float32 tensor on the
 backend's device) and are passed back unchanged; everything else crosses the interface as float32 numpy on the
 host. The reordering to the graphs' "view 0 is the reference" convention happens here, once, for every backend.
-``ViewPointmap`` / ``Registration`` have the fields of the stream's types of the same names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Optional, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -18,22 +17,7 @@ from ov_mapping.models.clip3r import Clip3RConfig
 from ov_mapping.models.clip3r.validation import check_clip_list, check_token_list, check_view_index
 
 from .graphs import GraphSpec
-
-
-class ViewPointmap(NamedTuple):
-    """One view's I2P output: ``pts3d`` (H, W, 3) float32 in the reference camera frame, ``conf`` (H, W) >= 1."""
-
-    pts3d: np.ndarray
-    conf: np.ndarray
-
-
-class Registration(NamedTuple):
-    """L2W output for one keyframe: world ``pts3d`` (H, W, 3), ``conf`` (H, W), and CLIP3R ``features``
-    (g, g, clip_dim) when the L2W has a CLIP head, else None; all float32."""
-
-    pts3d: np.ndarray
-    conf: np.ndarray
-    features: Optional[np.ndarray]
+from .protocol import Registration, ViewPointmap, check_model_images, check_pointmaps
 
 
 class GraphBackend(Protocol):
@@ -75,12 +59,7 @@ class EngineRunner:
 
     def encode(self, images: np.ndarray) -> list[torch.Tensor]:
         """images (B, 3, H, W) float32 in [-1, 1] -> B token handles (1, S, C)."""
-        hw = self.config.img_size
-        if not isinstance(images, np.ndarray) or images.dtype != np.float32:
-            kind = images.dtype if isinstance(images, np.ndarray) else type(images).__name__
-            raise ValueError(f"images must be a float32 numpy array (B, 3, {hw}, {hw}), got {kind}")
-        if images.ndim != 4 or images.shape[1:] != (3, hw, hw) or len(images) == 0:
-            raise ValueError(f"images must have shape (B >= 1, 3, {hw}, {hw}), got {images.shape}")
+        images = check_model_images(images, self.config.img_size)
         batch = torch.from_numpy(np.ascontiguousarray(images)).to(self.graphs.device)
         tokens = self.graphs.run("encoder", {"images": batch})["tokens"]
         # clone: a slice would keep the whole batch's storage alive while any one frame is cached
@@ -157,13 +136,7 @@ class EngineRunner:
         return [Registration(pts[k], conf[k], None if feats is None else feats[k]) for k in range(len(key_tokens))]
 
     def _pointmaps(self, name: str, pts: object, count: int) -> torch.Tensor:
-        hw = self.config.img_size
-        shape = (count, hw, hw, 3)
-        if not isinstance(pts, np.ndarray) or pts.shape != shape:
-            got = pts.shape if isinstance(pts, np.ndarray) else type(pts).__name__
-            raise ValueError(f"{name} must be a numpy array {shape}, got {got}")
-        if not np.isfinite(pts).all():
-            raise ValueError(f"{name} contain NaN or inf: L2W needs dense pointmaps")
+        pts = check_pointmaps(name, pts, count, self.config.img_size)
         return torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32))[:, None].to(self.graphs.device)
 
     def _masks(self, name: str, masks: object, count: int) -> torch.Tensor:

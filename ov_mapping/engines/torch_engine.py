@@ -16,16 +16,26 @@ class TorchGraphs:
     """Runs the graphs with the given networks (moved to ``device``); ``precision`` "fp32" | "fp16" | "bf16".
 
     Low precisions use ``torch.autocast`` on the weights kept in float32, as CUDA AMP inference does.
+    ``threads`` > 0 sets PyTorch's intra-op thread count, which is process-wide; 0 leaves it as it is.
     """
 
     backend = "torch"
 
     def __init__(
-        self, i2p: I2P, l2w: L2W | None = None, device: torch.device | str = "cpu", precision: str = "fp32"
+        self,
+        i2p: I2P,
+        l2w: L2W | None = None,
+        device: torch.device | str = "cpu",
+        precision: str = "fp32",
+        threads: int = 0,
     ) -> None:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"threads must be an int >= 0 (0: leave PyTorch's setting), got {threads!r}")
+        if threads:
+            torch.set_num_threads(threads)
         self.precision = precision
         self._dtype = dtype_of(precision)
         self.i2p = i2p.to(self.device).eval()

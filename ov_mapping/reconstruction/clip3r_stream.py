@@ -17,10 +17,9 @@ Per camera image, :class:`Clip3rStream`:
 5. recovers each keyframe's pose T_world_camera and scale by a robust confidence-weighted similarity fit of its
    local to its world pointmap, and its intrinsics from the local pointmap.
 
-Networks are reached only through a :class:`Clip3rRunner` (PyTorch here: :class:`TorchClip3rRunner`; ONNX
-Runtime / TensorRT in ``ov_mapping.engines``). Memory is bounded on an endless stream: encoder tokens and
-pointmaps live only while a window, the pending group or the scene buffer can still use them
-(:meth:`Clip3rStream.memory_counts`).
+Networks are reached only through an ``ov_mapping.engines.Clip3rRunner``: ``engines.make_runner`` builds one on
+PyTorch, ONNX Runtime or TensorRT. Memory is bounded on an endless stream: encoder tokens and pointmaps live only
+while a window, the pending group or the scene buffer can still use them (:meth:`Clip3rStream.memory_counts`).
 """
 
 from __future__ import annotations
@@ -28,12 +27,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional, Protocol, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
-import torch
 
 from ov_mapping.core.types import CameraIntrinsics, Keyframe
+from ov_mapping.engines.protocol import Clip3rRunner, ViewPointmap
 from ov_mapping.reconstruction.clip3r_geometry import recover_pose, world_scale
 from ov_mapping.reconstruction.preprocess import (
     MODEL_SIZE,
@@ -44,161 +43,6 @@ from ov_mapping.reconstruction.preprocess import (
     model_to_crop_intrinsics,
     prepare_image,
 )
-
-# ----------------------------------------------------------------------------------------------- runner protocol
-
-
-class ViewPointmap(NamedTuple):
-    """One view's network output: ``pts3d`` (224, 224, 3) float32 and ``conf`` (224, 224) float32 >= 1."""
-
-    pts3d: np.ndarray
-    conf: np.ndarray
-
-
-class Registration(NamedTuple):
-    """L2W output for one keyframe: world ``pts3d`` (224, 224, 3), ``conf`` (224, 224), both float32, and
-    ``features`` (hf, wf, C) float32 CLIP3R features when the L2W has a CLIP head, else None."""
-
-    pts3d: np.ndarray
-    conf: np.ndarray
-    features: Optional[np.ndarray]
-
-
-class Clip3rRunner(Protocol):
-    """How the stream calls the CLIP3R networks, whatever runs them.
-
-    Token handles are opaque to the stream: whatever ``encode`` returns for one image (e.g. a device tensor
-    (1, 196, C)), passed back unchanged. Everything else crosses the interface as numpy float32 on the host.
-    """
-
-    def encode(self, images: np.ndarray) -> list[Any]:
-        """images (B, 3, 224, 224) float32 in [-1, 1] -> B token handles, one per image."""
-        ...
-
-    def i2p(self, tokens: Sequence[Any], ref_index: int) -> list[ViewPointmap]:
-        """I2P on a window of V >= 2 views -> V pointmaps in input order, all in the reference camera frame."""
-        ...
-
-    def retrieval(self, candidates: Sequence[Any], sources: Sequence[Any]) -> np.ndarray:
-        """Retrieval scores (R, K, 196) float32 >= 1: for each of R candidate scene frames, I2P's retrieval head
-        on the window [candidate (reference), K sources] (decoder run to depth 2)."""
-        ...
-
-    def l2w(
-        self, scene_tokens: Sequence[Any], scene_pts3d: np.ndarray, key_tokens: Sequence[Any], key_pts3d: np.ndarray
-    ) -> list[Registration]:
-        """Register K keyframes (local pointmaps (K, 224, 224, 3)) into the world of R scene frames (world
-        pointmaps (R, 224, 224, 3)); returns K registrations in order."""
-        ...
-
-
-def _check_model_images(images: object) -> np.ndarray:
-    if not isinstance(images, np.ndarray) or images.dtype != np.float32:
-        kind = images.dtype if isinstance(images, np.ndarray) else type(images).__name__
-        raise ValueError(f"images must be a float32 numpy array (B, 3, 224, 224), got {kind}")
-    if images.ndim != 4 or images.shape[1:] != (3, MODEL_SIZE, MODEL_SIZE) or len(images) == 0:
-        raise ValueError(f"images must have shape (B >= 1, 3, 224, 224) (use prepare_image), got {images.shape}")
-    if not np.isfinite(images).all():
-        raise ValueError("images contain NaN or inf")
-    if images.min() < -1.0001 or images.max() > 1.0001:
-        raise ValueError(f"images must be scaled to [-1, 1], got range [{images.min()}, {images.max()}]")
-    return images
-
-
-def _check_pointmaps(name: str, pointmaps: object, count: int) -> np.ndarray:
-    shape = (count, MODEL_SIZE, MODEL_SIZE, 3)
-    if not isinstance(pointmaps, np.ndarray) or pointmaps.shape != shape:
-        got = pointmaps.shape if isinstance(pointmaps, np.ndarray) else type(pointmaps).__name__
-        raise ValueError(f"{name} must be a numpy array {shape}, got {got}")
-    if not np.isfinite(pointmaps).all():
-        raise ValueError(f"{name} contain NaN or inf: L2W needs dense pointmaps (keep the unmasked network output)")
-    return pointmaps
-
-
-class TorchClip3rRunner:
-    """:class:`Clip3rRunner` on PyTorch modules (``ov_mapping.models.clip3r`` I2P and L2W).
-
-    Args:
-        i2p, l2w: the networks (moved to ``device`` / ``dtype`` here and put in eval mode).
-        device: e.g. "cpu" or "cuda". dtype: e.g. torch.float32 or torch.float16 (GPU).
-        retrieval_batch: candidate scene frames per retrieval pass (bounds peak memory).
-    """
-
-    def __init__(
-        self,
-        i2p: torch.nn.Module,
-        l2w: torch.nn.Module,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
-        retrieval_batch: int = 16,
-    ) -> None:
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-        if retrieval_batch < 1:
-            raise ValueError(f"retrieval_batch must be >= 1, got {retrieval_batch}")
-        self.device = torch.device(device)
-        self.dtype = dtype
-        self.retrieval_batch = int(retrieval_batch)
-        self.i2p_model = i2p.to(device=self.device, dtype=dtype).eval()
-        self.l2w_model = l2w.to(device=self.device, dtype=dtype).eval()
-
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array)).to(device=self.device, dtype=self.dtype)
-
-    @staticmethod
-    def _numpy(tensor: torch.Tensor) -> np.ndarray:
-        return tensor.detach().float().cpu().numpy()
-
-    @torch.inference_mode()
-    def encode(self, images: np.ndarray) -> list[torch.Tensor]:
-        tokens = self.i2p_model.encode(self._tensor(_check_model_images(images)))
-        # clone: a slice would keep the whole batch's storage alive as long as any one frame is cached
-        return [tokens[b : b + 1].clone() for b in range(len(tokens))] if len(tokens) > 1 else [tokens]
-
-    @torch.inference_mode()
-    def i2p(self, tokens: Sequence[torch.Tensor], ref_index: int) -> list[ViewPointmap]:
-        out = self.i2p_model(list(tokens), ref_index)
-        keys = ["pts3d" if v == ref_index else "pts3d_in_other_view" for v in range(len(out))]
-        return [ViewPointmap(self._numpy(o[key][0]), self._numpy(o["conf"][0])) for key, o in zip(keys, out)]
-
-    @torch.inference_mode()
-    def retrieval(self, candidates: Sequence[torch.Tensor], sources: Sequence[torch.Tensor]) -> np.ndarray:
-        if len(candidates) == 0 or len(sources) == 0:
-            raise ValueError(f"retrieval needs candidates and sources, got {len(candidates)} and {len(sources)}")
-        chunks = []
-        for start in range(0, len(candidates), self.retrieval_batch):
-            # candidates share one pass along the batch axis; each source is repeated to match
-            ref = torch.cat(list(candidates[start : start + self.retrieval_batch]))
-            src = [s.expand(len(ref), -1, -1) for s in sources]
-            scores = self.i2p_model.retrieval_scores([ref, *src], 0)  # (K, R, 196)
-            chunks.append(self._numpy(scores.transpose(0, 1)))
-        return np.concatenate(chunks)
-
-    @torch.inference_mode()
-    def l2w(
-        self,
-        scene_tokens: Sequence[torch.Tensor],
-        scene_pts3d: np.ndarray,
-        key_tokens: Sequence[torch.Tensor],
-        key_pts3d: np.ndarray,
-    ) -> list[Registration]:
-        scene_pts3d = _check_pointmaps("scene_pts3d", scene_pts3d, len(scene_tokens))
-        key_pts3d = _check_pointmaps("key_pts3d", key_pts3d, len(key_tokens))
-        _, keys = self.l2w_model(
-            list(scene_tokens),
-            [self._tensor(p[None]) for p in scene_pts3d],
-            list(key_tokens),
-            [self._tensor(p[None]) for p in key_pts3d],
-        )
-        return [
-            Registration(
-                self._numpy(k["pts3d_in_other_view"][0]),
-                self._numpy(k["conf"][0]),
-                self._numpy(k["clip_features"][0]) if "clip_features" in k else None,
-            )
-            for k in keys
-        ]
-
 
 # ------------------------------------------------------------------------------------------------ configuration
 
