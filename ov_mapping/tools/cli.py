@@ -30,8 +30,13 @@ def _cmd_launch(args) -> int:
 def _cmd_demo(args) -> int:
     from ov_mapping.tools import demo
 
+    semantic = None
+    if args.semantic_check:
+        if not args.clip_weights:
+            raise SystemExit("--semantic-check needs --clip-weights (and --clip-config for a custom architecture)")
+        semantic = demo.SemanticCheck(args.clip_weights, args.clip_config, args.clip_model)
     return demo.run_demo(args.input, Path(args.out), rate=args.rate, frames=args.frames, timeout=args.timeout,
-                         odometry=args.odometry)
+                         odometry=args.odometry, semantic=semantic)
 
 
 def _cmd_params(args) -> int:  # noqa: ARG001
@@ -71,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=170.0, help="give up after this many seconds")
     p.add_argument("--odometry", action="store_true",
                    help="estimate camera poses with RGB-D odometry instead of using the recording's poses")
+    p.add_argument("--semantic-check", action="store_true",
+                   help="score semantics against the synthetic scene's ground truth (writes semantic.json)")
+    p.add_argument("--clip-weights", default="", help="CLIP checkpoint (or pretrained tag) for the semantic check")
+    p.add_argument("--clip-config", default="", help="JSON config of a custom CLIP architecture")
+    p.add_argument("--clip-model", default="", help="open_clip architecture of --clip-weights")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("download-weights", help="download registered model weights")
