@@ -294,3 +294,20 @@ def local_path(entry: WeightsEntry, cache_dir: Optional[os.PathLike] = None) -> 
     """
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     return root / entry.name / entry.filename
+
+
+def missing_clip_weights(model: str, weights: str = "", config: str = "",
+                         cache_dir: Optional[os.PathLike] = None) -> Optional[str]:
+    """Why the CLIP model these node parameters name cannot load from disk, or None when it may.
+
+    Checked without importing torch, so a node without weights stays light. An open_clip pretrained tag is not
+    checked here (open_clip resolves it).
+    """
+    if config or (weights and Path(weights).suffix):
+        path = Path(weights).expanduser()
+        return None if path.is_file() else f"CLIP checkpoint {path} does not exist"
+    if model in {entry.name for entry in list_weights("clip")}:
+        path = local_path(get_weights(model), cache_dir)
+        return None if path.is_file() else (f"weights {model!r} are not downloaded (expected {path}); "
+                                            f"run ov-mapping download-weights {model}")
+    return None

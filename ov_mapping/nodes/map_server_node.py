@@ -114,14 +114,16 @@ class MapServerNode(Node):
         self.worker.submit(msg)
 
     def _load_text_encoder(self):
-        from ov_mapping.models.clip import load_clip  # torch and open_clip load only here
+        from ov_mapping.models.registry import missing_clip_weights
 
         p = self.params
-        try:
-            encoder = load_clip(p.clip_model, p.clip_weights, p.clip_config, p.device)
-        except FileNotFoundError as exc:
-            self.get_logger().warning(f"no text encoder, queries and vocabularies are off: {exc}")
+        missing = missing_clip_weights(p.clip_model, p.clip_weights, p.clip_config)
+        if missing:
+            self.get_logger().warning(f"no text encoder, queries and vocabularies are off: {missing}")
             return None
+        from ov_mapping.models.clip import load_clip  # torch and open_clip load only when there are weights
+
+        encoder = load_clip(p.clip_model, p.clip_weights, p.clip_config, p.device)
         self.get_logger().info(f"text encoder: {encoder.name}")
         return encoder
 

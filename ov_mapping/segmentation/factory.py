@@ -67,16 +67,19 @@ class Segmenter:
 
 def build_segmenter(config: SegmenterConfig) -> tuple[Optional[Segmenter], str]:
     """(Segmenter, what was built) or (None, why not). Bad values raise ValueError; missing weights do not."""
-    from ov_mapping.models.clip import load_clip  # torch and open_clip load only when semantics are wanted
-    from ov_mapping.segmentation.mask_sources import make_mask_source
-    from ov_mapping.segmentation.pipeline import SegmentationConfig, SegmentationPipeline
+    from ov_mapping.models.registry import missing_clip_weights
 
     if config.mask_source == "passthrough":
         return None, "mask_source is 'passthrough'"
-    try:
-        clip = load_clip(config.clip_model, config.clip_weights, config.clip_config, config.device)
-    except FileNotFoundError as exc:
-        return None, f"no CLIP weights ({exc})"
+    missing = missing_clip_weights(config.clip_model, config.clip_weights, config.clip_config)
+    if missing:
+        return None, f"no CLIP weights ({missing})"
+    # torch and the model libraries load only when semantics will run.
+    from ov_mapping.models.clip import load_clip
+    from ov_mapping.segmentation.mask_sources import make_mask_source
+    from ov_mapping.segmentation.pipeline import SegmentationConfig, SegmentationPipeline
+
+    clip = load_clip(config.clip_model, config.clip_weights, config.clip_config, config.device)
     sam = {"architecture": config.sam_architecture, "device": config.device,
            "points_per_side": config.sam_points_per_side, "pred_iou_thresh": config.sam_pred_iou_thresh,
            "stability_score_thresh": config.sam_stability_score_thresh}
