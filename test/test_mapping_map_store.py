@@ -429,7 +429,8 @@ def test_corrupt_or_inconsistent_files_raise_and_leave_the_state_unchanged(tmp_p
         "trajectory": _tampered(path, tmp_path / "d.npz", **{"extra.trajectory": np.zeros((2, 2))}),
     }
     target = MapStore(voxel_size=0.05, instance_params=INSTANCE_PARAMS, embed_text=embed_text)
-    target.integrate_segmented(segmented_view(0, [LAMP], CAMERAS[1]))
+    for view in (0, 1):  # two views: queries answer only with instances seen more than once
+        target.integrate_segmented(segmented_view(view, [LAMP], CAMERAS[view]))
     target.set_vocabulary(["lamp"])
     version, records, snapshot = target.version, target.instance_records(), target.snapshot()[1]
     for name, bad in bad_files.items():
@@ -503,3 +504,17 @@ def test_instance_state_is_validated():
         InstanceMap.from_state({k: v for k, v in state.items() if k != "levels"}, voxel_size=0.1)
     coarser = InstanceMap.from_state(state, voxel_size=0.2)  # another voxel size: points are binned again
     assert all(len(i.points) < len(j.points) for i, j in zip(coarser.instances(), instance_map.instances()))
+
+
+def test_an_instance_seen_in_one_view_only_does_not_answer_queries():
+    store = MapStore(voxel_size=0.05, instance_params=INSTANCE_PARAMS, embed_text=embed_text)
+    store.integrate_segmented(segmented_view(0, [LAMP], CAMERAS[0]))
+    assert store.query("lamp") == []
+    store.integrate_segmented(segmented_view(1, [LAMP], CAMERAS[1]))
+    assert [hit.record["num_observations"] for hit in store.query("lamp")] == [2]
+    single = MapStore(voxel_size=0.05, instance_params=INSTANCE_PARAMS, embed_text=embed_text,
+                      query_min_observations=1)
+    single.integrate_segmented(segmented_view(0, [LAMP], CAMERAS[0]))
+    assert len(single.query("lamp")) == 1
+    with pytest.raises(ValueError):
+        MapStore(query_min_observations=0)

@@ -53,14 +53,16 @@ def test_text_services_answer_and_refuse_bad_requests(tiny_clip, tmp_path):
     launcher.start()
     client = GraphClient("test_semantic")
     try:
-        keyframe = Keyframe(0, 1.0, np.zeros((8, 8, 3), np.uint8), CameraIntrinsics(8, 8, 4, 4, 8, 8), np.eye(4),
-                            np.full((8, 8, 3), np.nan, np.float32), np.ones((8, 8), np.float32))
-        segmented = SegmentedKeyframe(keyframe, [_box_segment(0, [2, 0, 0.4], chair),
-                                                 _box_segment(1, [0, 2, 0.8], mug)], "test")
         publisher = client.node.create_publisher(SegmentedKeyframeMsg, graph.TOPIC_SEGMENTED, PIPELINE_QOS)
         assert client.spin_until(lambda: publisher.get_subscription_count() > 0, 60)
-        publisher.publish(conv.segmented_keyframe_to_msg(segmented))
-        assert client.spin_until(lambda: client.value("map_server_node", "instances") >= 2, 30)
+        for view in range(2):  # queries answer with instances seen in at least two views
+            keyframe = Keyframe(view, 1.0 + view, np.zeros((8, 8, 3), np.uint8), CameraIntrinsics(8, 8, 4, 4, 8, 8),
+                                np.eye(4), np.full((8, 8, 3), np.nan, np.float32), np.ones((8, 8), np.float32))
+            segmented = SegmentedKeyframe(keyframe, [_box_segment(0, [2, 0, 0.4], chair),
+                                                     _box_segment(1, [0, 2, 0.8], mug)], "test")
+            publisher.publish(conv.segmented_keyframe_to_msg(segmented))
+        assert client.spin_until(lambda: client.value("map_server_node", "keyframes") >= 2, 30)
+        assert client.value("map_server_node", "instances") == 2
 
         embedded = client.call(EmbedText, graph.SERVICE_EMBED, EmbedText.Request(text="red chair"))
         assert embedded.success and np.allclose(embedded.embedding, chair, atol=1e-5)

@@ -429,6 +429,10 @@ class InstanceMap:
         """Read-only views (ids (N,) int64, embeddings (N, Ds) float32, unit rows) for text queries."""
         return self._read_only(self._ids), self._read_only(self._embeddings)
 
+    def observation_counts(self) -> np.ndarray:
+        """Read-only view (N,) int64 of how many segments (views) each embedding row's instance merged."""
+        return self._read_only(self._observations)
+
     def embedding_changes(self) -> tuple[np.ndarray, int]:
         """Read-only view (N,) int64 of the stamp of each embedding row's last change (write or move), and the
         current stamp: rows with a stamp above one seen earlier changed since then."""

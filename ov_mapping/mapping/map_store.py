@@ -176,6 +176,7 @@ class MapStore:
         embed_text: Optional[Callable[[list[str]], np.ndarray]] = None,
         goal_params: Optional[dict] = None,
         trajectory_capacity: int = 4096,
+        query_min_observations: int = 2,
     ) -> None:
         """
         Args:
@@ -187,7 +188,13 @@ class MapStore:
             goal_params: options of ``compute_goal_pose`` (standoff, robot_radius, floor_height, up, ...).
             trajectory_capacity: camera positions kept for goal poses; past it every second one is dropped, so
                 the kept ones still span the whole run.
+            query_min_observations: only instances seen in at least this many views answer queries (fragments
+                seen once were most wrong answers on the synthetic check).
         """
+        if isinstance(query_min_observations, bool) or int(query_min_observations) != query_min_observations \
+                or query_min_observations < 1:
+            raise ValueError(f"query_min_observations must be an integer >= 1, got {query_min_observations!r}")
+        self.query_min_observations = int(query_min_observations)
         self._map = VoxelMap(voxel_size, max_points, frame_id)
         self.min_confidence = float(min_confidence)
         if instance_params is not None and not isinstance(instance_params, dict):
@@ -495,7 +502,8 @@ class MapStore:
         with self._encoder_lock:
             embedding = encoder.embed_query(text)
         with self._lock:
-            result = self._index.query(embedding, encoder.negative_embeddings, int(top_k), float(min_score))
+            result = self._index.query(embedding, encoder.negative_embeddings, int(top_k), float(min_score),
+                                       min_observations=self.query_min_observations)
             if len(result) == 0:
                 return []
             ids = result.instance_ids.tolist()

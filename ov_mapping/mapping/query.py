@@ -128,12 +128,15 @@ class QueryIndex:
         top_k: int = 5,
         min_score: float = 0.5,
         temperature: float = 10.0,
+        min_observations: int = 1,
     ) -> QueryResult:
         """The ``top_k`` instances with relevancy >= ``min_score``, best first (ties: lower matrix row first).
 
         Args:
             query_embedding: (D,) query text embedding (normalised here).
             negative_embeddings: (M, D) canonical negatives, M >= 1 (e.g. ``Vocabulary.negative_embeddings``).
+            min_observations: instances merged from fewer views are not answers. A fragment seen once carries one
+                view's CLIP noise; agreement across views is what a map knows better than an image.
         Returns:
             QueryResult, empty when the map is empty or nothing reaches ``min_score``.
         Raises:
@@ -156,6 +159,8 @@ class QueryIndex:
         max_negative = self._refresh(embeddings, negatives)
         similarity = embeddings @ query
         relevancy = relevancy_from_similarities(similarity, max_negative, temperature)
+        if min_observations > 1:
+            relevancy = np.where(self.instance_map.observation_counts() >= min_observations, relevancy, -1.0)
         return _select_top(ids, relevancy, similarity, int(top_k), float(min_score))
 
 

@@ -300,7 +300,7 @@ class ClipModel:
 
     def _resize_crop(self, image: np.ndarray) -> torch.Tensor:
         th, tw = self.input_size
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+        x = torch.from_numpy(np.array(image, copy=True)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
         h, w = image.shape[:2]
         scale = max(th / h, tw / w)
         nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))

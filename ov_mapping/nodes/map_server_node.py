@@ -60,6 +60,8 @@ PARAMS = (
     ParamSpec("instance_similarity", 0.75, "... and their descriptors' cosine similarity reaches this.",
               min_value=-1.0, max_value=1.0),
     ParamSpec("vocabulary", [""], "Initial label vocabulary (empty: none until set_vocabulary)."),
+    ParamSpec("query_min_observations", 2, "Only instances seen in at least this many keyframes answer queries.",
+              min_value=1, max_value=1000),
     ParamSpec("default_top_k", 5, "Instances a query returns when its top_k is 0.", min_value=1, max_value=1000),
     ParamSpec("goal_standoff", 0.5, "Distance (m) a goal pose keeps from the object's box.", min_value=0.0,
               max_value=10.0),
@@ -79,7 +81,8 @@ class MapServerNode(Node):
                               instance_params={"overlap_threshold": p.instance_overlap,
                                                "similarity_threshold": p.instance_similarity},
                               embed_text=self.text_encoder.encode_text if self.text_encoder else None,
-                              goal_params={"standoff": p.goal_standoff, "robot_radius": p.robot_radius})
+                              goal_params={"standoff": p.goal_standoff, "robot_radius": p.robot_radius},
+                              query_min_observations=p.query_min_observations)
         initial_vocabulary = [label for label in p.vocabulary if label]
         if initial_vocabulary and self.text_encoder is not None:
             self.store.set_vocabulary(initial_vocabulary)
