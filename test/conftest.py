@@ -21,3 +21,25 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent (real camera sequences are shared beside the repository)")
     return SHARED_DATA
+
+
+# A tiny CLIP of the real open_clip architecture with random weights: enough to exercise every CLIP code path.
+TINY_CLIP_CFG = {"embed_dim": 32,
+                 "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+                 "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_files(tmp_path_factory) -> tuple[str, str]:
+    """(checkpoint, config JSON) of a random tiny CLIP, written once per test session."""
+    import json
+
+    import torch
+
+    from ov_mapping.models.clip import build_clip_from_config
+
+    folder = tmp_path_factory.mktemp("tiny_clip")
+    torch.manual_seed(0)
+    torch.save(build_clip_from_config(TINY_CLIP_CFG).state_dict(), folder / "tiny.pt")
+    (folder / "tiny.json").write_text(json.dumps(TINY_CLIP_CFG))
+    return str(folder / "tiny.pt"), str(folder / "tiny.json")

@@ -4,30 +4,18 @@ A tiny CLIP of the real open_clip architecture (random weights) is the text enco
 exactly, because the segments' CLIP embeddings are made with the same model's text encoder.
 """
 
-import json
-
 import numpy as np
 import pytest
-import torch
 
 from ov_mapping.core.types import CameraIntrinsics, Keyframe, Segment, SegmentedKeyframe
-from ov_mapping.models.clip import ClipModel, build_clip_from_config
+from ov_mapping.models.clip import ClipModel
 from ov_mapping.ros import graph
 from ov_mapping.tools.launcher import Launcher
 
-TINY_CFG = {"embed_dim": 32,
-            "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-
-
 @pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clip")
-    torch.manual_seed(0)
-    torch.save(build_clip_from_config(TINY_CFG).state_dict(), folder / "tiny.pt")
-    (folder / "tiny.json").write_text(json.dumps(TINY_CFG))
-    model = ClipModel.from_checkpoint(folder / "tiny.pt", config=folder / "tiny.json")
-    return model, str(folder / "tiny.pt"), str(folder / "tiny.json")
+def tiny_clip(tiny_clip_files):
+    weights, config = tiny_clip_files
+    return ClipModel.from_checkpoint(weights, config=config), weights, config
 
 
 def _box_segment(segment_id, centre, embedding, label=""):

@@ -1,27 +1,10 @@
 """Building the segmentation stage from node parameters: what is built, and why nothing is when weights are missing."""
 
-import json
-
 import numpy as np
 import pytest
-import torch
 
 from ov_mapping.core.types import CameraIntrinsics, Keyframe, Segment
-from ov_mapping.models.clip import build_clip_from_config
 from ov_mapping.segmentation.factory import SegmenterConfig, build_segmenter, upsample_mask
-
-TINY_CFG = {"embed_dim": 32,
-            "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-
-
-@pytest.fixture(scope="module")
-def tiny_clip_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clip")
-    torch.manual_seed(0)
-    torch.save(build_clip_from_config(TINY_CFG).state_dict(), folder / "tiny.pt")
-    (folder / "tiny.json").write_text(json.dumps(TINY_CFG))
-    return str(folder / "tiny.pt"), str(folder / "tiny.json")
 
 
 def _two_box_keyframe() -> Keyframe:

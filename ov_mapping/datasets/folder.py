@@ -86,6 +86,13 @@ def read_tum_trajectory(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return table[:, 0], table[:, 1:4], table[:, 4:8]
 
 
+def read_colour_frame(path: Path, intrinsics: CameraIntrinsics) -> np.ndarray:
+    """The RGB image at ``path``, refused unless it has the sequence's size."""
+    rgb = read_rgb(path)
+    check_same_size("colour image", path, rgb, intrinsics.width, intrinsics.height)
+    return rgb
+
+
 class SevenScenesSequence(IndexedSequence):
     """A 7-Scenes style folder (see module docstring).
 
@@ -133,10 +140,8 @@ class SevenScenesSequence(IndexedSequence):
         return colour.with_name(colour.name.split(".", 1)[0] + suffix)
 
     def load_frame(self, position: int) -> RGBDFrame:
+        rgb = read_colour_frame(self._colour_paths[position], self.intrinsics)
         w, h = self.intrinsics.width, self.intrinsics.height
-        colour_path = self._colour_paths[position]
-        rgb = read_rgb(colour_path)
-        check_same_size("colour image", colour_path, rgb, w, h)
         depth = None
         depth_path = self._sibling(position, ".depth.png")
         if depth_path.is_file():
@@ -231,10 +236,8 @@ class TumSequence(IndexedSequence):
         return interpolate_trajectory(stamps, translations, quaternions, self._stamps, max_gap)
 
     def load_frame(self, position: int) -> RGBDFrame:
+        rgb = read_colour_frame(self._colour_paths[position], self.intrinsics)
         w, h = self.intrinsics.width, self.intrinsics.height
-        colour_path = self._colour_paths[position]
-        rgb = read_rgb(colour_path)
-        check_same_size("colour image", colour_path, rgb, w, h)
         depth = None
         depth_path = self._depth_paths[position]
         if depth_path is not None:

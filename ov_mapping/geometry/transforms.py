@@ -197,6 +197,17 @@ def relative_motion(pose_a: np.ndarray, pose_b: np.ndarray) -> tuple[float, floa
     return float(np.linalg.norm(delta[:3, 3])), float(rotation_angle(delta[:3, :3]))
 
 
+def _check_pairs(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validated (N, 3) point pairs, N >= 3."""
+    src = _check_cloud("src", src)
+    dst = _check_cloud("dst", dst)
+    if src.shape != dst.shape:
+        raise ValueError(f"src and dst must have the same shape, got {src.shape} and {dst.shape}")
+    if len(src) < 3:
+        raise ValueError(f"need at least 3 point pairs, got {len(src)}")
+    return src, dst
+
+
 def _check_weights(weights: Optional[np.ndarray], n: int) -> np.ndarray:
     if weights is None:
         return np.ones(n)
@@ -249,12 +260,7 @@ def fit_similarity(
     Returns:
         Similarity (s, R, t) minimising sum_i w_i |dst_i - (s R src_i + t)|^2.
     """
-    src = _check_cloud("src", src)
-    dst = _check_cloud("dst", dst)
-    if src.shape != dst.shape:
-        raise ValueError(f"src and dst must have the same shape, got {src.shape} and {dst.shape}")
-    if len(src) < 3:
-        raise ValueError(f"need at least 3 point pairs, got {len(src)}")
+    src, dst = _check_pairs(src, dst)
     weights = _check_weights(weights, len(src))
     scale, rotation, translation, ok = _umeyama(src[None], dst[None], (weights / weights.sum())[None], with_scale)
     if not ok[0]:
@@ -298,12 +304,7 @@ def fit_similarity_robust(
     Returns:
         Similarity (s, R, t).
     """
-    src = _check_cloud("src", src)
-    dst = _check_cloud("dst", dst)
-    if src.shape != dst.shape:
-        raise ValueError(f"src and dst must have the same shape, got {src.shape} and {dst.shape}")
-    if len(src) < 3:
-        raise ValueError(f"need at least 3 point pairs, got {len(src)}")
+    src, dst = _check_pairs(src, dst)
     prior = _check_weights(weights, len(src))
     if num_hypotheses < 1 or max_iterations < 1 or not tukey_c > 0:
         raise ValueError("num_hypotheses and max_iterations must be >= 1 and tukey_c > 0")
