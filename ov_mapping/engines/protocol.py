@@ -32,19 +32,33 @@ class Registration(NamedTuple):
 
 class Clip3rRunner(Protocol):
     """How the stream calls the CLIP3R networks, whatever runs them (:class:`~.runner.EngineRunner` on any
-    backend, or a test double). Runners may take further optional arguments (CLIP tokens, patch masks)."""
+    backend, or a test double). Runners may take further optional arguments (patch masks).
+
+    ``clip_dim``: the channels of the I2P's CLIP injection input, None when it has none (callers treat a
+    runner without the attribute as None). With an injection, ``i2p`` and ``retrieval`` require
+    ``clip_features``: per view a (1, N, clip_dim) float32 tensor (N = 196 pooled F_oCLIP patch tokens).
+    """
+
+    clip_dim: Optional[int]
 
     def encode(self, images: np.ndarray) -> list[Any]:
         """images (B, 3, H, W) float32 in [-1, 1] -> B token handles, one per image."""
         ...
 
-    def i2p(self, tokens: Sequence[Any], ref_index: int) -> list[ViewPointmap]:
+    def i2p(self, tokens: Sequence[Any], ref_index: int, clip_features: Optional[Sequence[Any]] = None
+            ) -> list[ViewPointmap]:
         """I2P on a window of V >= 2 views -> V pointmaps in input order, all in the reference camera frame."""
         ...
 
-    def retrieval(self, candidates: Sequence[Any], sources: Sequence[Any]) -> np.ndarray:
+    def retrieval(
+        self,
+        candidates: Sequence[Any],
+        sources: Sequence[Any],
+        clip_features: Optional[tuple[Sequence[Any], Sequence[Any]]] = None,
+    ) -> np.ndarray:
         """Retrieval scores (R, K, S) float32 >= 1: for each of R candidate scene frames, I2P's retrieval head
-        on the window [candidate (reference), K sources] (decoder run to ``corr_depth``)."""
+        on the window [candidate (reference), K sources] (decoder run to ``corr_depth``); ``clip_features``
+        (candidates' CLIP tokens, sources' CLIP tokens) with an injection."""
         ...
 
     def l2w(

@@ -37,7 +37,8 @@ def _host(t: torch.Tensor) -> np.ndarray:
 
 
 class EngineRunner:
-    """CLIP3R inference through ``graphs``; ``config`` is the architecture the graphs were made from.
+    """CLIP3R inference through ``graphs``; ``config`` is the architecture the graphs were made from;
+    ``clip_dim`` the channels of the I2P's CLIP injection input (None: no injection).
 
     ``retrieval_batch``: candidate scene frames per retrieval pass (they share one pass along the batch axis;
     bounds peak memory and, for TensorRT, must not exceed the profile's batch maximum).
@@ -162,7 +163,8 @@ class EngineRunner:
             if self.clip_dim is None:
                 raise ValueError("clip_features were given but these graphs have no CLIP injection input")
             check_clip_list(list(clip_features), len(tokens), batch, self.clip_dim)
-            inputs["clip"] = torch.stack([clip_features[i] for i in order]).float()
+            # the stream keeps CLIP tokens on the host; they are small next to the encoder tokens
+            inputs["clip"] = torch.stack([clip_features[i] for i in order]).float().to(self.graphs.device)
         elif self.clip_dim is not None:
             raise ValueError("these graphs were exported with a CLIP injection: clip_features are required")
         return inputs, order

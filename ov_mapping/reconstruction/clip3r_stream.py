@@ -20,6 +20,11 @@ Per camera image, :class:`Clip3rStream`:
 Networks are reached only through an ``ov_mapping.engines.Clip3rRunner``: ``engines.make_runner`` builds one on
 PyTorch, ONNX Runtime or TensorRT. Memory is bounded on an endless stream: encoder tokens and pointmaps live only
 while a window, the pending group or the scene buffer can still use them (:meth:`Clip3rStream.memory_counts`).
+
+With CLIP3R weights (a runner whose ``clip_dim`` is not None: its I2P has Ov3R's CLIP injection) every frame
+comes with its object-level CLIP map F_oCLIP (``segmentation.clip_map.object_clip_map``); the stream pools it to
+the injection's 196 patch tokens, which live exactly as long as the frame's encoder tokens, and passes them to
+every I2P and retrieval call.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import torch
 
 from ov_mapping.core.types import CameraIntrinsics, Keyframe
 from ov_mapping.engines.protocol import Clip3rRunner, ViewPointmap
@@ -43,6 +49,7 @@ from ov_mapping.reconstruction.preprocess import (
     model_to_crop_intrinsics,
     prepare_image,
 )
+from ov_mapping.segmentation.clip_map import clip_map_patch_tokens
 
 # ------------------------------------------------------------------------------------------------ configuration
 
@@ -151,6 +158,7 @@ class _Frame:
     box: CropBox
     known_intrinsics: Optional[CameraIntrinsics] = None  # of the model input, when pushed with the image
     tokens: Any = None
+    clip: Optional[torch.Tensor] = None  # (1, 196, clip_dim) injection tokens, with a CLIP runner
     keyframe_id: int = -1
     local_pts: Optional[np.ndarray] = None  # (224, 224, 3), own camera frame, confident points at mean distance 1
     local_conf: Optional[np.ndarray] = None
@@ -163,6 +171,7 @@ class _SceneFrame:
 
     keyframe_id: int
     tokens: Any
+    clip: Optional[torch.Tensor]
     world_pts: np.ndarray
 
 
@@ -223,8 +232,12 @@ class Clip3rStream:
         for method in ("encode", "i2p", "retrieval", "l2w"):
             if not callable(getattr(runner, method, None)):
                 raise ValueError(f"runner must implement the Clip3rRunner protocol; it lacks {method}()")
+        clip_dim = getattr(runner, "clip_dim", None)  # runners without the attribute have no CLIP injection
+        if clip_dim is not None and (isinstance(clip_dim, bool) or not isinstance(clip_dim, int) or clip_dim < 1):
+            raise ValueError(f"runner.clip_dim must be None or a positive int, got {clip_dim!r}")
         self.runner = runner
         self.config = config
+        self.clip_dim: Optional[int] = clip_dim
         self.reset()
 
     def reset(self) -> None:
@@ -250,12 +263,16 @@ class Clip3rStream:
     def memory_counts(self) -> dict[str, int]:
         """Sizes of everything the stream holds: frames per structure and ``frames_with_tokens``, the number of
         distinct cached encoder outputs, bounded by window_radius + lookahead + 1 + register_group_size +
-        buffer_size once the world exists (plus the stride prefix before)."""
+        buffer_size once the world exists (plus the stride prefix before), and ``frames_with_clip``, the
+        frames' CLIP injection tokens (as many, with a CLIP runner; else 0)."""
         holders = [*self._prefix, *self._initial, *self._recent, *self._awaiting, *self._pending]
         tokens = {id(f.tokens) for f in holders if f.tokens is not None}
         tokens |= {id(s.tokens) for s in self._buffer.frames}
+        clips = {id(f.clip) for f in holders if f.clip is not None}
+        clips |= {id(s.clip) for s in self._buffer.frames if s.clip is not None}
         return {
             "frames_with_tokens": len(tokens),
+            "frames_with_clip": len(clips),
             "prefix": len(self._prefix),
             "initial": len(self._initial),
             "recent": len(self._recent),
@@ -267,10 +284,17 @@ class Clip3rStream:
     # ------------------------------------------------------------------------------------------------ input
 
     def push(
-        self, rgb: np.ndarray, stamp: float, intrinsics: Optional[CameraIntrinsics] = None
+        self,
+        rgb: np.ndarray,
+        stamp: float,
+        intrinsics: Optional[CameraIntrinsics] = None,
+        clip_map: Optional[np.ndarray] = None,
     ) -> list[StreamedKeyframe]:
         """Feed the next camera image (H, W, 3) uint8 taken at ``stamp`` seconds, with its intrinsics when
         known (e.g. from CameraInfo; otherwise each keyframe's are estimated from its local pointmap).
+
+        ``clip_map`` (H, W, clip_dim) float: the image's object-level CLIP map, required exactly when the
+        runner's ``clip_dim`` is not None (see ``segmentation.clip_map.object_clip_map``).
 
         Returns the keyframes completed by this frame, oldest first (often none: keyframes wait for the
         initial window, their look-ahead and their registration group).
@@ -281,15 +305,16 @@ class Clip3rStream:
             raise ValueError(f"stamp must be a number of seconds, got {stamp!r}") from None
         if not math.isfinite(stamp):
             raise ValueError(f"stamp must be finite, got {stamp}")
+        self._check_clip_map(check_rgb(rgb), clip_map)
         index = self._frame_count
         if self._stride is not None and index % self._stride:
-            check_rgb(rgb)  # still reject bad input, so errors do not depend on the frame number
-            self._frame_count += 1
+            self._frame_count += 1  # input was still checked, so errors do not depend on the frame number
             return []
         prepared = prepare_image(rgb)
         known = None if intrinsics is None else image_to_model_intrinsics(intrinsics, prepared.box)
+        clip = None if clip_map is None else self._clip_tokens(clip_map, prepared.box)
         self._frame_count += 1
-        frame = _Frame(index, stamp, prepared.model_input, prepared.crop_rgb, prepared.box, known)
+        frame = _Frame(index, stamp, prepared.model_input, prepared.crop_rgb, prepared.box, known, clip=clip)
         if self._stride is None:
             self._prefix.append(frame)
             if len(self._prefix) < self.config.stride_prefix_frames:
@@ -312,7 +337,46 @@ class Clip3rStream:
             out += self._register()
         return out
 
+    def _check_clip_map(self, rgb: np.ndarray, clip_map: Optional[np.ndarray]) -> None:
+        if self.clip_dim is None:
+            if clip_map is not None:
+                raise ValueError("this runner's I2P has no CLIP injection (clip_dim None): push without clip_map")
+            return
+        if clip_map is None:
+            raise ValueError(
+                f"this runner's I2P has a CLIP injection (clip_dim {self.clip_dim}): every frame needs its "
+                "object-level CLIP map, push(rgb, stamp, intrinsics, clip_map=object_clip_map(rgb, masks, clip))"
+            )
+        shape = (*rgb.shape[:2], self.clip_dim)
+        is_float = isinstance(clip_map, np.ndarray) and np.issubdtype(clip_map.dtype, np.floating)
+        if not is_float or clip_map.shape != shape:
+            got = f"{clip_map.shape} {clip_map.dtype}" if isinstance(clip_map, np.ndarray) else type(clip_map).__name__
+            raise ValueError(f"clip_map must be a float numpy array {shape} (the image's size, clip_dim channels), "
+                             f"got {got}")
+
+    @staticmethod
+    def _clip_tokens(clip_map: np.ndarray, box: CropBox) -> torch.Tensor:
+        tokens = clip_map_patch_tokens(clip_map, box)
+        if not np.isfinite(tokens).all():
+            raise ValueError("clip_map contains NaN or inf inside the model's crop")
+        return torch.from_numpy(tokens)[None]
+
     # ------------------------------------------------------------------------------------------------ stages
+
+    def _i2p(self, frames: Sequence[_Frame], ref_index: int) -> list[ViewPointmap]:
+        """runner.i2p on the frames' tokens, with their CLIP tokens when the runner takes them."""
+        tokens = [f.tokens for f in frames]
+        if self.clip_dim is None:
+            return self.runner.i2p(tokens, ref_index)
+        return self.runner.i2p(tokens, ref_index, clip_features=[f.clip for f in frames])
+
+    def _retrieval(self, candidates: Sequence[_SceneFrame], keys: Sequence[_Frame]) -> np.ndarray:
+        """runner.retrieval of the keyframes against the candidates, with CLIP tokens when the runner takes them."""
+        cand_tokens, key_tokens = [c.tokens for c in candidates], [k.tokens for k in keys]
+        if self.clip_dim is None:
+            return self.runner.retrieval(cand_tokens, key_tokens)
+        return self.runner.retrieval(cand_tokens, key_tokens, clip_features=([c.clip for c in candidates],
+                                                                             [k.clip for k in keys]))
 
     def _encode(self, frames: Sequence[_Frame]) -> None:
         todo = [f for f in frames if f.tokens is None]
@@ -336,7 +400,7 @@ class Clip3rStream:
             scores = {}
             for stride, windows in probes.items():
                 confs = [
-                    np.mean([v.conf.mean() for v in self.runner.i2p([prefix[i].tokens for i in w], len(w) // 2)])
+                    np.mean([v.conf.mean() for v in self._i2p([prefix[i] for i in w], len(w) // 2)])
                     for w in windows
                 ]
                 scores[stride] = float(np.mean(confs))
@@ -395,10 +459,9 @@ class Clip3rStream:
 
     def _reference_runs(self, frames: Sequence[_Frame]) -> list[tuple[float, list[ViewPointmap]]]:
         """I2P on all ``frames`` once per reference: (mean confidence over all views, outputs) per reference."""
-        tokens = [f.tokens for f in frames]
         runs = []
         for ref in range(len(frames)):
-            views = self.runner.i2p(tokens, ref)
+            views = self._i2p(frames, ref)
             runs.append((float(np.mean([v.conf.mean() for v in views])), views))
         return runs
 
@@ -411,7 +474,7 @@ class Clip3rStream:
         ref = window.index(frame)
         if len(window) < 2:
             raise RuntimeError("internal error: an I2P window needs at least 2 keyframes")
-        self._set_local(frame, self.runner.i2p([f.tokens for f in window], ref)[ref])
+        self._set_local(frame, self._i2p(window, ref)[ref])
         self._pending.append(frame)
         return self._register() if len(self._pending) >= cfg.register_group_size else []
 
@@ -421,7 +484,7 @@ class Clip3rStream:
         self._pending = []
         candidates = self._buffer.frames
         if len(candidates) > cfg.num_scene_frames:
-            scores = self.runner.retrieval([c.tokens for c in candidates], [k.tokens for k in keys])
+            scores = self._retrieval(candidates, keys)
             expected = (len(candidates), len(keys))
             if np.shape(scores)[:2] != expected:
                 raise RuntimeError(f"runner.retrieval returned shape {np.shape(scores)}, expected {expected} + (196,)")
@@ -478,7 +541,7 @@ class Clip3rStream:
             metric_scale=False,
             feature_map=None if features is None else np.ascontiguousarray(features.transpose(2, 0, 1)),
         )
-        self._buffer.offer(_SceneFrame(frame.keyframe_id, frame.tokens, scene_pts.astype(np.float32)))
+        self._buffer.offer(_SceneFrame(frame.keyframe_id, frame.tokens, frame.clip, scene_pts.astype(np.float32)))
         # the local pointmap is needed no more; tokens stay while a window or the buffer holds the frame
         frame.local_pts = frame.local_conf = None
         return StreamedKeyframe(keyframe, frame.frame_index, fit.scale, fit.residual, source)
