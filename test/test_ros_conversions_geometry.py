@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, Quaternion, Transform
-from sensor_msgs.msg import CameraInfo, RegionOfInterest
+from sensor_msgs.msg import RegionOfInterest
 
 from ov_mapping.core.types import CameraIntrinsics
 from ov_mapping.geometry.transforms import quaternion_to_matrix

@@ -23,7 +23,6 @@ def test_demo_maps_the_synthetic_room(tmp_path):
     # The mapped points lie on the scene's surfaces (ground-truth poses from TF).
     loaded = load_map(tmp_path / "map.npz").voxel_map
     truth = SyntheticSequence(num_frames=30, seed=0).ground_truth_cloud(points_per_m2=4000)
-    from ov_mapping.evaluation.semantics import transfer_labels  # noqa: F401 - same NN backend as evaluation
     import open3d as o3d
 
     tree = o3d.geometry.KDTreeFlann(o3d.geometry.PointCloud(o3d.utility.Vector3dVector(truth.points.astype(float))))

@@ -1,7 +1,6 @@
 """Building the segmentation stage from node parameters: what is built, and why nothing is when weights are missing."""
 
 import numpy as np
-import pytest
 
 from ov_mapping.core.types import CameraIntrinsics, Keyframe, Segment
 from ov_mapping.segmentation.factory import SegmenterConfig, build_segmenter, upsample_mask

@@ -31,7 +31,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from ov_mapping.models.registry import WeightsEntry, get_weights, list_weights, local_path
+from ov_mapping.models.registry import downloaded_path, list_weights
 
 logger = logging.getLogger(__name__)
 
@@ -277,13 +277,7 @@ class ClipModel:
         **kwargs: Any,
     ) -> "ClipModel":
         """The registry entry ``weights_name`` (kind "clip"), loaded from its downloaded file."""
-        entry = get_weights(weights_name)
-        _check_kind(entry, "clip")
-        path = local_path(entry, cache_dir)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"weights {entry.name!r} are not downloaded (expected {path}); run download-weights {entry.name}"
-            )
+        entry, path = downloaded_path(weights_name, "clip", cache_dir)
         model = cls.from_checkpoint(path, model_name=entry.architecture, device=device, **kwargs)
         model.name = entry.name
         return model
@@ -377,11 +371,6 @@ def make_tokenizer(cfg: dict) -> Any:
     if "hf_tokenizer_name" in text_cfg:
         return open_clip.HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=context_length)
     return open_clip.SimpleTokenizer(context_length=context_length)
-
-
-def _check_kind(entry: WeightsEntry, kind: str) -> None:
-    if entry.kind != kind:
-        raise ValueError(f"weights {entry.name!r} are of kind {entry.kind!r}, not {kind!r}")
 
 
 def load_clip(model: str, weights: str = "", config: str = "", device: Union[str, torch.device] = "cpu",

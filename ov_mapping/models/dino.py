@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import checkpoint_filter_fn
 
 from ov_mapping.models.clip import CheckpointError, describe_key_mismatch
-from ov_mapping.models.registry import get_weights, local_path
+from ov_mapping.models.registry import downloaded_path
 
 DINO_ARCHITECTURE = "vit_small_patch16_224.dino"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -116,14 +116,7 @@ class DinoModel:
     @classmethod
     def from_registry(cls, weights_name: str = "dino_vits16", cache_dir: Optional[os.PathLike] = None,
                       device: Union[str, torch.device] = "cpu", input_short_side: int = 224) -> "DinoModel":
-        entry = get_weights(weights_name)
-        if entry.kind != "dino":
-            raise ValueError(f"weights {entry.name!r} are of kind {entry.kind!r}, not 'dino'")
-        path = local_path(entry, cache_dir)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"weights {entry.name!r} are not downloaded (expected {path}); run download-weights {entry.name}"
-            )
+        _, path = downloaded_path(weights_name, "dino", cache_dir)
         return cls.from_checkpoint(path, DINO_ARCHITECTURE, device, input_short_side)
 
     def input_grid(self, height: int, width: int) -> tuple[int, int]:

@@ -296,6 +296,24 @@ def local_path(entry: WeightsEntry, cache_dir: Optional[os.PathLike] = None) -> 
     return root / entry.name / entry.filename
 
 
+def downloaded_path(name: str, kind: str, cache_dir: Optional[os.PathLike] = None) -> tuple[WeightsEntry, Path]:
+    """(entry, file) of registry weights ``name`` of ``kind``, refusing another kind or a file not downloaded.
+
+    Raises:
+        KeyError: unknown name (the message lists the known ones).
+        ValueError: the entry is of another kind.
+        FileNotFoundError: not downloaded; the message gives the download command.
+    """
+    entry = get_weights(name)
+    if entry.kind != kind:
+        raise ValueError(f"weights {entry.name!r} are of kind {entry.kind!r}, not {kind!r}")
+    path = local_path(entry, cache_dir)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights {entry.name!r} are not downloaded (expected {path}); run "
+                                f"ov-mapping download-weights {entry.name}")
+    return entry, path
+
+
 def missing_clip_weights(model: str, weights: str = "", config: str = "",
                          cache_dir: Optional[os.PathLike] = None) -> Optional[str]:
     """Why the CLIP model these node parameters name cannot load from disk, or None when it may.
@@ -307,7 +325,8 @@ def missing_clip_weights(model: str, weights: str = "", config: str = "",
         path = Path(weights).expanduser()
         return None if path.is_file() else f"CLIP checkpoint {path} does not exist"
     if model in {entry.name for entry in list_weights("clip")}:
-        path = local_path(get_weights(model), cache_dir)
-        return None if path.is_file() else (f"weights {model!r} are not downloaded (expected {path}); "
-                                            f"run ov-mapping download-weights {model}")
+        try:
+            downloaded_path(model, "clip", cache_dir)
+        except FileNotFoundError as exc:
+            return str(exc)
     return None

@@ -21,7 +21,7 @@ from segment_anything import SamAutomaticMaskGenerator
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from ov_mapping.models.clip import CheckpointError, describe_key_mismatch
-from ov_mapping.models.registry import get_weights, local_path
+from ov_mapping.models.registry import downloaded_path
 
 logger = logging.getLogger(__name__)
 
@@ -167,14 +167,7 @@ def load_sam_from_registry(
     weights_name: str, cache_dir: Optional[os.PathLike] = None, device: Union[str, torch.device] = "cpu"
 ) -> Sam:
     """The registry entry ``weights_name`` (kind "sam", e.g. "sam_vit_b"), from its downloaded file."""
-    entry = get_weights(weights_name)
-    if entry.kind != "sam":
-        raise ValueError(f"weights {entry.name!r} are of kind {entry.kind!r}, not 'sam'")
-    path = local_path(entry, cache_dir)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"weights {entry.name!r} are not downloaded (expected {path}); run download-weights {entry.name}"
-        )
+    entry, path = downloaded_path(weights_name, "sam", cache_dir)
     return load_sam(entry.architecture, path, device)
 
 

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
 from visualization_msgs.msg import MarkerArray

@@ -35,7 +35,7 @@ class Clip3rSettings:
 
 def resolve_weights(name_or_path: str, kind: str) -> Optional[Path]:
     """The checkpoint file a parameter names: a registry entry (downloaded) or a path; None for ''."""
-    from ov_mapping.models.registry import get_weights, list_weights, local_path
+    from ov_mapping.models.registry import downloaded_path, list_weights
 
     if not name_or_path:
         return None
@@ -46,11 +46,7 @@ def resolve_weights(name_or_path: str, kind: str) -> Optional[Path]:
     if name_or_path not in names:
         raise FileNotFoundError(f"{name_or_path!r} is neither a file nor a {kind} registry entry "
                                 f"({', '.join(sorted(names))})")
-    file = local_path(get_weights(name_or_path))
-    if not file.is_file():
-        raise FileNotFoundError(f"weights {name_or_path!r} are not downloaded (expected {file}); run "
-                                f"ov-mapping download-weights {name_or_path}")
-    return file
+    return downloaded_path(name_or_path, kind)[1]
 
 
 def build_stream(settings: Clip3rSettings) -> tuple[Clip3rStream, str]:
