@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ov_mapping.core.types import CameraIntrinsics, Keyframe
+from ov_mapping.mapping.voxel_map import VoxelMap
 from ov_mapping.ros import graph
 from ov_mapping.tools.launcher import Launcher, node_command, node_environment
 
@@ -34,7 +35,8 @@ def client():
 @pytest.fixture
 def map_server(tmp_path):
     launcher = Launcher([graph.SEGMENTATION, graph.MAP_SERVER], extra_params={
-        graph.MAP_SERVER.name: {"map_dir": str(tmp_path / "maps"), "publish_rate": 5.0, "voxel_size": 0.05}})
+        graph.MAP_SERVER.name: {"map_dir": str(tmp_path / "maps"), "publish_rate": 5.0, "voxel_size": 0.05,
+                                "autosave_period": 1.0}})
     launcher.start()
     yield launcher, tmp_path / "maps"
     launcher.stop()
@@ -66,17 +68,27 @@ def test_keyframes_in_make_a_map_cloud_and_save_load_restores_it(client, map_ser
 
     launcher, map_dir = map_server
     publisher = client.node.create_publisher(KeyframeMsg, graph.TOPIC_KEYFRAMES, PIPELINE_QOS)
-    assert client.spin_until(lambda: publisher.get_subscription_count() > 0, 30), "segmentation node never subscribed"
-    for i in range(2):
-        publisher.publish(conv.keyframe_to_msg(_keyframe(i, offset=i * 0.6), "map"))
-    # 32x24 grid at 5 cm spacing -> one voxel per valid pixel; the second keyframe overlaps the first partly.
-    cloud = _wait_cloud(client, min_points=767 + 200)
-    assert cloud is not None, "no map cloud came out"
+    node = client.node
+    assert client.spin_until(lambda: publisher.get_subscription_count() > 0 and node.count_subscribers(
+        graph.TOPIC_SEGMENTED) > 0 and node.count_publishers(graph.TOPIC_SEGMENTED) > 0, 30), "pipeline not connected"
+    keyframes = [_keyframe(i, offset=i * 0.6) for i in range(2)]
+    for keyframe in keyframes:
+        publisher.publish(conv.keyframe_to_msg(keyframe, "map"))
+    # Exactly the voxels a local map of the same keyframes holds (the second overlaps the first partly).
+    expected = VoxelMap(0.05)
+    for keyframe in keyframes:
+        expected.integrate(*keyframe.valid_points())
+    cloud = _wait_cloud(client, min_points=len(expected))
+    assert cloud is not None and _cloud_points(cloud) == len(expected), "the map cloud lacks keyframes"
     decoded = conv.decode_pointcloud(cloud)
     positions = np.stack([decoded["x"], decoded["y"], decoded["z"]], axis=1)
     assert np.isfinite(positions).all()
     assert np.allclose(positions[:, 2], 2.0, atol=1e-4)
     before = _cloud_points(cloud)
+
+    # The map changed, so the autosave timer writes it (atomically: no temporary file is left behind).
+    assert client.spin_until(lambda: (map_dir / "autosave.npz").is_file(), 10)
+    assert not [p for p in map_dir.iterdir() if p.suffix not in (".npz",)]
 
     saved = client.call(SaveMap, graph.SERVICE_SAVE, SaveMap.Request(path="kitchen"))
     assert saved.success, saved.message
