@@ -60,13 +60,22 @@ class SequencePlayerNode(Node):
         self.frames_published = 0
 
     def wait_for_subscribers(self) -> bool:
+        """Wait until colour and camera_info have ``wait_for_subscribers`` subscribers each, then up to a second
+        for depth too (an RGB-only consumer never subscribes to it), so the first frames are not lost."""
         p = self.params
+
+        def matched(*publishers) -> bool:
+            return all(pub.get_subscription_count() >= p.wait_for_subscribers for pub in publishers)
+
         deadline = time.monotonic() + p.wait_timeout
-        while self.pub_image.get_subscription_count() < p.wait_for_subscribers:
+        while not matched(self.pub_image, self.pub_info):
             if time.monotonic() > deadline:
                 self.get_logger().warning(f"only {self.pub_image.get_subscription_count()} subscribers after "
                                           f"{p.wait_timeout:.0f} s; playing anyway")
                 return False
+            rclpy.spin_once(self, timeout_sec=0.05)
+        depth_deadline = time.monotonic() + 1.0
+        while not matched(self.pub_depth) and time.monotonic() < depth_deadline:
             rclpy.spin_once(self, timeout_sec=0.05)
         return True
 

@@ -54,11 +54,13 @@ def _settled(client, last: dict) -> bool:
 
 
 def _pipeline_connected(client) -> bool:
-    """Every pipeline topic has its publisher and subscriber, so no keyframe is lost at start-up."""
+    """Every pipeline topic has its publisher and subscriber, and the reconstruction node listens to every camera
+    topic it needs, so no frame or keyframe is lost at start-up."""
     node = client.node
+    cameras = ("image", "depth", "camera_info")
     return all(node.count_publishers(topic) > 0 and node.count_subscribers(topic) > 0
                for topic in (graph.TOPIC_KEYFRAMES, graph.TOPIC_SEGMENTED)) and \
-        node.count_subscribers(graph.CAMERA_TOPICS["image"]) > 0
+        all(node.count_subscribers(graph.CAMERA_TOPICS[name]) > 0 for name in cameras)
 
 
 def _node_params(source: str, out_dir: Path, rate: float, frames: int, odometry: bool,
