@@ -518,3 +518,22 @@ def test_an_instance_seen_in_one_view_only_does_not_answer_queries():
     assert len(single.query("lamp")) == 1
     with pytest.raises(ValueError):
         MapStore(query_min_observations=0)
+
+
+def test_fast_goals_and_voxels_match_the_brute_force_answer_on_a_cluttered_random_map():
+    store = scene_store()
+    rng = np.random.default_rng(3)
+    # Random clutter around both objects (geometry only): many candidates blocked, some free.
+    clutter = (rng.random((40 * 50, 3)) * [5.0, 5.0, 2.5] - [2.5, 2.5, 0.2]).astype(np.float32)
+    store.integrate_keyframe(Keyframe(98, 0.0, np.zeros((40, 50, 3), np.uint8), CameraIntrinsics(50, 50, 25, 20, 50,
+                                      40), np.eye(4), clutter.reshape(40, 50, 3), np.ones((40, 50), np.float32)))
+    positions, voxel_ids = store.voxel_map.positions.copy(), store.voxel_map.instance_ids.copy()
+    hits = store.query("chair", top_k=5) + store.query("lamp", top_k=5)
+    assert len(hits) >= 2 and {h.goal_free for h in hits} <= {True, False}
+    for hit in hits:
+        record = hit.record
+        box = SimpleNamespace(centroid=record["centroid"], obb_centre=record["box_pose"][:3, 3],
+                              obb_rotation=record["box_pose"][:3, :3], obb_size=record["box_size"])
+        expected = compute_goal_pose(box, trajectory=store.trajectory, obstacles=positions)
+        assert np.array_equal(hit.goal, expected.matrix) and hit.goal_free == expected.free
+        assert np.array_equal(hit.points, positions[voxel_ids == hit.instance_id].astype(np.float32))

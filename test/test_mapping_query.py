@@ -5,7 +5,9 @@ import pytest
 
 from ov_mapping.core.types import Segment
 from ov_mapping.mapping.instances import InstanceMap
-from ov_mapping.mapping.query import QueryIndex, compute_goal_pose, compute_relevancy, query_instances, query_text
+from ov_mapping.mapping.query import (
+    QueryIndex, compute_goal_pose, compute_relevancy, find_blocked_candidates, query_instances, query_text,
+)
 from ov_mapping.mapping.vocabulary import CANONICAL_NEGATIVES, Vocabulary
 
 NEGATIVES = ("object", "things", "stuff", "texture")
@@ -206,3 +208,29 @@ def test_query_index_refreshes_only_what_changed_and_matches_a_fresh_query():
     cached = index.query(query, other_negatives, top_k=8, min_score=0.0)
     fresh = query_instances(instance_map, query, other_negatives, top_k=8, min_score=0.0)
     assert np.allclose(cached.scores, fresh.scores)
+
+
+def test_blocked_callable_and_neighbour_filter_match_the_brute_force_obstacle_test():
+    rng = np.random.default_rng(11)
+    instance = box_instance(np.array([1.0, 2.0, 0.4]), np.array([0.6, 0.4, 0.8]))
+    trajectory = rng.random((50, 3)) * 4.0
+    seen = set()
+    for trial in range(20):
+        cloud = rng.random((300, 3)) * [4.0, 5.0, 2.5] - [1.0, 0.5, 0.2]
+        up = (0.0, 0.0, 1.0) if trial % 2 else (0.1, -0.2, 1.0)
+
+        def blocked(candidates):  # every point offered to every candidate
+            owners = np.repeat(np.arange(len(candidates)), len(cloud))
+            return find_blocked_candidates(candidates, np.tile(cloud, (len(candidates), 1)), owners, 0.3, up=up)
+
+        brute = compute_goal_pose(instance, trajectory=trajectory, obstacles=cloud, up=up)
+        fast = compute_goal_pose(instance, trajectory=trajectory, blocked=blocked, up=up)
+        assert np.array_equal(brute.matrix, fast.matrix) and brute.free == fast.free
+        seen.add(brute.free)
+    assert seen == {True, False}
+    with pytest.raises(ValueError, match="not both"):
+        compute_goal_pose(instance, obstacles=cloud, blocked=blocked)
+    with pytest.raises(ValueError, match="bool array"):
+        compute_goal_pose(instance, blocked=lambda candidates: np.zeros(3, bool))
+    with pytest.raises(ValueError, match="owners"):
+        find_blocked_candidates(np.zeros((2, 3)), np.zeros((1, 3)), np.array([2]), 0.3)

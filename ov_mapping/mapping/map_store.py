@@ -29,9 +29,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ov_mapping.core.types import Keyframe, SegmentedKeyframe
-from ov_mapping.mapping.instances import Instance, InstanceMap
+from ov_mapping.mapping.instances import InstanceMap
 from ov_mapping.mapping.persistence import MapFileError, export_ply, load_map, save_map
-from ov_mapping.mapping.query import QueryIndex, compute_goal_pose
+from ov_mapping.mapping.query import QueryIndex, compute_goal_pose, find_blocked_candidates
 from ov_mapping.mapping.vocabulary import Vocabulary, check_text, label_instances
 from ov_mapping.mapping.voxel_map import VoxelArrays, VoxelMap, pack_keys
 
@@ -219,7 +219,7 @@ class MapStore:
         self._label_vocabulary: Optional[Vocabulary] = None  # the labels' embeddings (None without an encoder)
         self._label_table = LabelTable.empty()
         self._trajectory = np.zeros((0, 3))
-        self._geometry_cache: dict[int, tuple[int, dict]] = {}  # id -> (row stamp, record geometry)
+        self._geometry_cache: dict[int, tuple[int, dict, SimpleNamespace]] = {}  # id -> (stamp, geometry, shape)
 
     def _new_instance_map(self, state: Optional[dict] = None) -> InstanceMap:
         try:
@@ -296,11 +296,12 @@ class MapStore:
         table = self._label_table
         return dict(zip(table.ids.tolist(), zip(table.index.tolist(), table.scores.tolist())))
 
-    def _record(self, instance_id: int, stamp: int, labels: dict, instance: Optional[Instance] = None) -> dict:
-        """The record of one instance; its geometry is recomputed only when the instance's row changed."""
+    def _record(self, instance_id: int, stamp: int, labels: dict) -> dict:
+        """The record of one instance; its geometry (and query shape) is recomputed only when the instance's row
+        changed."""
         cached = self._geometry_cache.get(instance_id)
         if cached is None or cached[0] != stamp:
-            instance = instance if instance is not None else self._instances.get(instance_id)
+            instance = self._instances.get(instance_id)
             box_pose = np.eye(4)
             box_pose[:3, :3] = instance.obb_rotation
             box_pose[:3, 3] = instance.obb_centre
@@ -312,7 +313,12 @@ class MapStore:
             for value in geometry.values():
                 if isinstance(value, np.ndarray):
                     value.flags.writeable = False  # shared by every record handed out until the instance changes
-            cached = (stamp, geometry)
+            # What queries need for goals and voxel look-ups, without the instance's points (memory).
+            shape = SimpleNamespace(instance_id=instance_id, centroid=instance.centroid,
+                                    obb_centre=instance.obb_centre, obb_rotation=instance.obb_rotation,
+                                    obb_size=instance.obb_size, aabb_min=instance.aabb_min,
+                                    aabb_max=instance.aabb_max, voxel_size=instance.voxel_size)
+            cached = (stamp, geometry, shape)
             self._geometry_cache[instance_id] = cached
         label_id, label_score = labels.get(instance_id, (-1, 0.0))
         return {
@@ -507,65 +513,83 @@ class MapStore:
             if len(result) == 0:
                 return []
             ids = result.instance_ids.tolist()
-            voxel_ids = self._map.instance_ids
-            members = np.flatnonzero(np.isin(voxel_ids, ids))
             labels = self._label_lookup()
             all_ids, _ = self._instances.embedding_matrix()
             stamps, _ = self._instances.embedding_changes()
             hits = []
             for instance_id, score, similarity in zip(ids, result.scores.tolist(), result.similarities.tolist()):
-                instance = self._instances.get(instance_id)
                 stamp = int(stamps[np.flatnonzero(all_ids == instance_id)[0]])
-                record = self._record(instance_id, stamp, labels, instance)
-                goal = self._goal(instance)
-                mine = members[voxel_ids[members] == instance_id]
+                record = self._record(instance_id, stamp, labels)
+                shape = self._geometry_cache[instance_id][2]
+                goal = self._goal(shape)
+                mine = self._instance_voxels(shape)
                 if len(mine):
                     points = self._map.positions[mine].astype(np.float32)
                     colours = np.clip(np.rint(self._map.colours[mine]), 0, 255).astype(np.uint8)
                 else:  # no voxel carries the id (e.g. all its points were below min_confidence)
-                    points = instance.points
+                    points = self._instances.get(instance_id).points
                     colours = np.full(points.shape, 128, dtype=np.uint8)
                 hits.append(QueryHit(instance_id, score, similarity, record, goal.matrix, goal.free, points, colours))
             return hits
 
-    def _goal(self, instance: Instance):
+    def _instance_voxels(self, instance: SimpleNamespace) -> np.ndarray:
+        """Indices (ascending) of the voxels carrying the instance's id, found without scanning the map.
+
+        A voxel takes an id from a segment point inside it, and the instance keeps the voxel means (at its own
+        voxel size) of every point of its segments and merged instances: so its voxels lie within its points'
+        box grown by its voxel size plus the map's (a coarsened map voxel's mean stays in its cell).
+        """
+        grow = instance.voxel_size + self._map.voxel_size
+        low = np.asarray(instance.aabb_min, dtype=np.float64)[None] - grow
+        high = np.asarray(instance.aabb_max, dtype=np.float64)[None] + grow
+        indices, _ = self._voxels_in_boxes(low, high)
+        return indices[self._map.instance_ids[indices] == instance.instance_id]
+
+    def _goal(self, instance: SimpleNamespace):
+        params = self._goal_params
+        trajectory = self._trajectory if len(self._trajectory) else None
+        return compute_goal_pose(instance, trajectory=trajectory, blocked=self._blocked_candidates, **params)
+
+    def _blocked_candidates(self, candidates: np.ndarray) -> np.ndarray:
+        """``compute_goal_pose``'s clearance test (K,) bool for floor candidates (K, 3), on the voxel keys.
+
+        Only voxels in each candidate's obstacle cylinder (radius ``robot_radius``, the obstacle height band
+        above it) can block it: their bounding boxes' voxels are gathered by binary search on the sorted keys,
+        each tested against its own candidate, so the cost follows the cylinders' contents, not the map's size.
+        """
         params = self._goal_params
         up = np.asarray(params["up"], dtype=np.float64)
         up = up / np.linalg.norm(up)
         low, high = (float(h) for h in params["obstacle_height"])
-        # Only map points that can block a candidate matter: those above the disk of candidates (grown by the
-        # robot radius) within the obstacle height band. Hand compute_goal_pose just the ones in that cylinder's
-        # bounding box.
-        floor_centre = instance.centroid - (instance.centroid @ up - float(params["floor_height"])) * up
-        radius = (np.linalg.norm(instance.centroid - instance.obb_centre) + np.linalg.norm(instance.obb_size) / 2
-                  + float(params["standoff"]) + float(params["robot_radius"]))
-        spread = radius * np.sqrt(np.clip(1.0 - up**2, 0.0, None))
-        box_low = floor_centre - spread + np.minimum(low * up, high * up)
-        box_high = floor_centre + spread + np.maximum(low * up, high * up)
-        trajectory = self._trajectory if len(self._trajectory) else None
-        return compute_goal_pose(instance, trajectory=trajectory, obstacles=self._points_in_box(box_low, box_high),
-                                 **params)
+        radius = float(params["robot_radius"])
+        spread = radius * np.sqrt(np.clip(1.0 - up**2, 0.0, None))  # the disk's half extent along each axis
+        bottom, top = candidates + low * up, candidates + high * up
+        indices, owners = self._voxels_in_boxes(np.minimum(bottom, top) - spread, np.maximum(bottom, top) + spread)
+        return find_blocked_candidates(candidates, self._map.positions[indices], owners, radius,
+                                       float(params["floor_height"]), up, params["obstacle_height"])
 
-    def _points_in_box(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-        """Voxel positions (P, 3) inside the axis-aligned box [low, high] (3,).
+    def _voxels_in_boxes(self, lows: np.ndarray, highs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Voxels whose cells meet axis-aligned boxes [lows[b], highs[b]] (B, 3): indices (V,) and box (V,).
 
+        A superset (callers test the positions): one voxel of margin absorbs means lying on their cell's face.
         Voxel keys sort by x cell, then y cell, then z cell, so the voxels of one x cell within a y cell range are
-        one contiguous run: one binary search pair per x cell instead of a scan of the whole map.
+        one contiguous run: one binary search pair per x cell and box instead of a scan of the whole map. Each
+        box's indices come out ascending.
         """
         size = self._map.voxel_size
-        cell_low = np.clip(np.floor(low / size), -_INDEX_LIMIT, _INDEX_LIMIT).astype(np.int64)
-        cell_high = np.clip(np.floor(high / size), -_INDEX_LIMIT, _INDEX_LIMIT).astype(np.int64)
-        xs = np.arange(cell_low[0], cell_high[0] + 1)
-        ones = np.ones_like(xs)
+        cell_low = np.clip(np.floor(lows / size) - 1, -_INDEX_LIMIT, _INDEX_LIMIT).astype(np.int64)
+        cell_high = np.clip(np.floor(highs / size) + 1, -_INDEX_LIMIT, _INDEX_LIMIT).astype(np.int64)
+        widths = cell_high[:, 0] - cell_low[:, 0] + 1
+        box = np.repeat(np.arange(len(lows)), widths)
+        xs = cell_low[box, 0] + np.arange(int(widths.sum())) - np.repeat(np.cumsum(widths) - widths, widths)
         keys = self._map.keys
-        starts = np.searchsorted(keys, pack_keys(np.stack([xs, ones * cell_low[1], ones * -_INDEX_LIMIT], 1)))
-        stops = np.searchsorted(keys, pack_keys(np.stack([xs, ones * cell_high[1], ones * _INDEX_LIMIT], 1)),
-                                side="right")
+        edge = np.full_like(xs, _INDEX_LIMIT)
+        starts = np.searchsorted(keys, pack_keys(np.stack([xs, cell_low[box, 1], -edge], 1)))
+        stops = np.searchsorted(keys, pack_keys(np.stack([xs, cell_high[box, 1], edge], 1)), side="right")
         lengths = stops - starts
         # The runs' indices, concatenated: each run's start, plus the position inside its run.
         shift = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-        candidates = self._map.positions[np.arange(int(lengths.sum())) + shift]
-        return candidates[np.all((candidates >= low) & (candidates <= high), axis=1)]
+        return np.arange(int(lengths.sum())) + shift, np.repeat(box, lengths)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: Path, ply: bool = False) -> Path:
