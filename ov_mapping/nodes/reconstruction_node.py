@@ -3,7 +3,10 @@
 RGB-D mode: colour and depth are paired by stamp; the camera pose comes from TF (``pose_frame`` set) or from RGB-D
 odometry; frames that move or age enough become keyframes. RGB mode: CLIP3R (SLAM3R I2P + L2W with CLIP injection)
 reconstructs a world pointmap per keyframe from colour alone, on sliding causal windows, and recovers each camera pose
-from its local and world pointmaps; its scale is not metric (``metric_scale`` false in the message).
+from its local and world pointmaps; its scale is not metric (``metric_scale`` false in the message). CLIP3R weights
+whose I2P carries the CLIP injection need each frame's object-level CLIP map first: the node then computes masks and
+their CLIP embeddings itself (``clip3r_mask_source``, ``clip3r_clip_*``) and forwards them as the keyframe's upstream
+segments, which the segmentation node reuses instead of computing them again.
 
 Both modes publish ``keyframes`` (ov_mapping/Keyframe), the camera pose (``camera_pose`` and TF ``map_frame`` ->
 ``tracked_frame``) and a per-keyframe cloud. Decoding and the models run on a worker thread behind a bounded
@@ -29,7 +32,8 @@ from ov_mapping.core.types import RGBDFrame
 from ov_mapping.core.worker import DropOldestWorker
 from ov_mapping.geometry.tf_buffer import TransformBuffer, TransformLookupError
 from ov_mapping.msg import Keyframe as KeyframeMsg
-from ov_mapping.reconstruction.clip3r_factory import Clip3rSettings, build_stream
+from ov_mapping.reconstruction.clip3r_factory import (ClipMapSettings, Clip3rSettings, SegmentingStream,
+                                                      build_clip_mapper, build_stream)
 from ov_mapping.reconstruction.keyframes import KeyframeSelector
 from ov_mapping.reconstruction.rgbd import RGBDOdometry, frame_to_keyframe
 from ov_mapping.ros import conversions as conv
@@ -91,6 +95,17 @@ PARAMS = (
               min_value=0.0),
     ParamSpec("clip3r_l2w_min_confidence", 10.0, "World points at or below this L2W confidence are dropped.",
               min_value=0.0),
+    # Only for CLIP3R weights with Ov3R's CLIP injection: each frame's object-level CLIP map is computed here and
+    # its masks + embeddings travel with the keyframe. The CLIP parameters must match the segmentation node's.
+    ParamSpec("clip3r_mask_source", "auto", "Masks of the object-level CLIP map: 'sam', 'graph' (CPU) or 'auto' "
+              "(SAM when its weights are on disk, else graph).", choices=("auto", "sam", "graph")),
+    ParamSpec("clip3r_clip_model", "clip_vit_b32_laion2b_s34b_b79k", "CLIP of the object-level CLIP map: a registry "
+              "name, or an open_clip architecture with clip3r_clip_weights (same as the segmentation node's "
+              "clip_model)."),
+    ParamSpec("clip3r_clip_weights", "", "open_clip pretrained tag or checkpoint file (same as the segmentation "
+              "node's clip_weights)."),
+    ParamSpec("clip3r_clip_config", "", "JSON config of a custom open_clip architecture (same as the segmentation "
+              "node's clip_config)."),
 )
 
 
@@ -102,6 +117,7 @@ class ReconstructionNode(Node):
                                          p.keyframe_min_interval)
         self.odometry = None
         self.stream = None
+        self.segmenting = None  # with CLIP3R weights: the stream fed object-level CLIP maps
         if p.mode == "rgb":
             self.stream, description = build_stream(Clip3rSettings(
                 config=p.clip3r_config, i2p_weights=p.clip3r_i2p_weights, l2w_weights=p.clip3r_l2w_weights,
@@ -110,6 +126,15 @@ class ReconstructionNode(Node):
                 window_radius=p.clip3r_window_radius, lookahead=p.clip3r_lookahead,
                 register_group_size=p.clip3r_register_group, buffer_size=p.clip3r_buffer_size,
                 i2p_min_confidence=p.clip3r_i2p_min_confidence, l2w_min_confidence=p.clip3r_l2w_min_confidence))
+            if self.stream.clip_dim is None:
+                description += "; no CLIP injection: keyframes go out without upstream segments"
+            else:
+                mapper, mapping = build_clip_mapper(ClipMapSettings(
+                    mask_source=p.clip3r_mask_source, clip_model=p.clip3r_clip_model,
+                    clip_weights=p.clip3r_clip_weights, clip_config=p.clip3r_clip_config, device=p.clip3r_device),
+                    self.stream.clip_dim)
+                self.segmenting = SegmentingStream(self.stream, mapper)
+                description += f"; CLIP injection fed object-level CLIP maps ({mapping}), forwarded as segments"
         elif not p.pose_frame:
             self.odometry = RGBDOdometry(min_depth=p.min_depth, max_depth=p.max_depth)
         self.tf_buffer = TransformBuffer()
@@ -204,14 +229,19 @@ class ReconstructionNode(Node):
         intrinsics = self.intrinsics
         if intrinsics is not None and (intrinsics.width, intrinsics.height) != (rgb.shape[1], rgb.shape[0]):
             intrinsics = intrinsics.scaled(rgb.shape[1], rgb.shape[0])
-        for streamed in self.stream.push(rgb, conv.stamp_to_seconds(msg.header.stamp), intrinsics):
+        stamp_s = conv.stamp_to_seconds(msg.header.stamp)
+        if self.segmenting is None:
+            completed = [(streamed, ()) for streamed in self.stream.push(rgb, stamp_s, intrinsics)]
+        else:
+            completed = self.segmenting.push(rgb, stamp_s, intrinsics)
+        for streamed, segments in completed:
             stamp = conv.seconds_to_stamp(streamed.keyframe.stamp)
             self.publish_pose(streamed.keyframe.pose, stamp)
-            self.publish_keyframe(streamed.keyframe, stamp)
+            self.publish_keyframe(streamed.keyframe, stamp, segments)
 
-    def publish_keyframe(self, keyframe, stamp) -> None:
+    def publish_keyframe(self, keyframe, stamp, segments=()) -> None:
         self.keyframe_count += 1
-        self.pub_keyframe.publish(conv.keyframe_to_msg(keyframe, self.params.map_frame))
+        self.pub_keyframe.publish(conv.keyframe_to_msg(keyframe, self.params.map_frame, segments=segments))
         if self.params.publish_keyframe_cloud:
             points, colours = keyframe.valid_points()
             self.pub_cloud.publish(conv.encode_xyzrgb(points, colours, frame_id=self.params.map_frame, stamp=stamp))
