@@ -21,13 +21,7 @@ CONFIG = StreamConfig(keyframe_stride=None, max_stride=2, initial_window=3, init
                       l2w_min_confidence=1.5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread, and far faster than on two when other work shares the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,7 @@ CONFIG = StreamConfig(keyframe_stride=2, initial_window=3, initial_window_fallba
                       register_group_size=2, num_scene_frames=2, buffer_size=4, l2w_min_confidence=1.5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread when other work shares the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

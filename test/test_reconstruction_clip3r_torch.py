@@ -14,13 +14,7 @@ from ov_mapping.models.clip3r import build_i2p, build_l2w
 from ov_mapping.reconstruction.clip3r_stream import Clip3rStream, StreamConfig
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread, and far faster than on two when other work shares the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
