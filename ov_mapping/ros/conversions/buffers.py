@@ -71,3 +71,23 @@ def new_message(message_type, **fields):
     if "_check_fields" in getattr(message_type, "__slots__", ()):
         return message_type(check_fields=True, **fields)
     return message_type(**fields)
+
+
+def row_view(what: str, field, step: int, height: int, row_bytes: int, row_formula: str,
+             step_name: str = "step") -> np.ndarray:
+    """A read-only (height, row_bytes) uint8 view of a row-strided message buffer (Image, PointCloud2), padding cut.
+
+    ``row_formula`` says how a row's size was computed (e.g. "width * point_step = 4 * 16") for the error message.
+    Raises ConversionError when ``step`` is shorter than a row or the buffer is not exactly ``step * height`` bytes.
+    """
+    if step < row_bytes:
+        raise ConversionError(f"{what} {step_name} {step} is smaller than {row_formula} = {row_bytes}")
+    data = byte_view(field)
+    expected = step * height
+    if data.size < expected:
+        raise ConversionError(f"{what} data is truncated: {data.size} bytes, expected {step_name} * height = "
+                              f"{step} * {height} = {expected}")
+    if data.size > expected:
+        raise ConversionError(f"{what} data has {data.size} bytes but {step_name} * height = {step} * {height} = "
+                              f"{expected}; width, height or {step_name} is wrong")
+    return data.reshape(height, step)[:, :row_bytes]

@@ -24,7 +24,7 @@ import numpy as np
 from sensor_msgs.msg import Image
 
 from ov_mapping.geometry.camera import depth_to_metres
-from ov_mapping.ros.conversions.buffers import byte_view, fill_byte_field, new_message
+from ov_mapping.ros.conversions.buffers import fill_byte_field, new_message, row_view
 from ov_mapping.ros.conversions.errors import ConversionError
 from ov_mapping.ros.conversions.header import Stamp, make_header
 
@@ -107,25 +107,9 @@ def image_to_array(msg: Image) -> np.ndarray:
     fmt = pixel_format(msg.encoding)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     row_bytes = width * fmt.channels * fmt.dtype.itemsize
-    if step < row_bytes:
-        raise ConversionError(
-            f"{msg.encoding} image step {step} is smaller than width * bytes per pixel = "
-            f"{width} * {fmt.channels * fmt.dtype.itemsize} = {row_bytes}"
-        )
-    data = byte_view(msg.data)
-    expected = step * height
-    if data.size < expected:
-        raise ConversionError(
-            f"{msg.encoding} image data is truncated: {data.size} bytes, expected step * height = "
-            f"{step} * {height} = {expected}"
-        )
-    if data.size > expected:
-        raise ConversionError(
-            f"{msg.encoding} image data has {data.size} bytes but step * height = {step} * {height} = {expected}; "
-            "width, height or step is wrong"
-        )
     # Copying the used bytes of each row drops the padding and detaches the result from msg.data.
-    rows = data.reshape(height, step)[:, :row_bytes].copy()
+    formula = f"width * bytes per pixel = {width} * {fmt.channels * fmt.dtype.itemsize}"
+    rows = row_view(f"{msg.encoding} image", msg.data, step, height, row_bytes, formula).copy()
     dtype = fmt.dtype.newbyteorder(">" if msg.is_bigendian else "<")
     pixels = rows.view(dtype).astype(fmt.dtype.newbyteorder("="), copy=False)
     shape = (height, width) if fmt.channels == 1 else (height, width, fmt.channels)

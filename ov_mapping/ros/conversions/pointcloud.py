@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
 
-from ov_mapping.ros.conversions.buffers import byte_view, new_message, zero_byte_field
+from ov_mapping.ros.conversions.buffers import new_message, row_view, zero_byte_field
 from ov_mapping.ros.conversions.errors import ConversionError
 from ov_mapping.ros.conversions.header import Stamp, make_header
 
@@ -88,25 +88,10 @@ def pointcloud_to_array(msg: PointCloud2, copy: bool = True) -> np.ndarray:
     count = height * width
     if count and point_step < 1:
         raise ConversionError(f"PointCloud2 point_step must be positive, got {point_step}")
-    if row_step < width * point_step:
-        raise ConversionError(
-            f"PointCloud2 row_step {row_step} is smaller than width * point_step = {width} * {point_step}"
-        )
-    data = byte_view(msg.data)
-    expected = row_step * height
-    if data.size < expected:
-        raise ConversionError(
-            f"PointCloud2 data is truncated: {data.size} bytes, expected row_step * height = "
-            f"{row_step} * {height} = {expected}"
-        )
-    if data.size > expected:
-        raise ConversionError(
-            f"PointCloud2 data has {data.size} bytes but row_step * height = {row_step} * {height} = {expected}; "
-            "width, height or row_step is wrong"
-        )
+    rows = row_view("PointCloud2", msg.data, row_step, height, width * point_step,
+                    f"width * point_step = {width} * {point_step}", "row_step")
     if count == 0:
         return np.zeros(0, dtype=dtype.newbyteorder("="))
-    rows = data.reshape(height, row_step)[:, : width * point_step]
     copied = not rows.flags.c_contiguous  # row padding: dropping it needs a copy anyway
     points = np.ascontiguousarray(rows).reshape(-1).view(dtype)
     native = dtype.newbyteorder("=")
