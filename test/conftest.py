@@ -54,3 +54,31 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def play_into_reconstruction(recon_params: dict, frames: int, want_keyframes: int) -> list:
+    """Start reconstruction_node with ``recon_params``, play ``frames`` synthetic frames into it (player process,
+    DDS), and return the Keyframe messages it published (waiting for ``want_keyframes`` of them, 60 s at most)."""
+    from ov_mapping.msg import Keyframe as KeyframeMsg
+    from ov_mapping.ros import graph
+    from ov_mapping.ros.graph_client import GraphClient
+    from ov_mapping.ros.qos import PIPELINE_QOS
+    from ov_mapping.tools.launcher import Launcher
+
+    received = []
+    client = GraphClient("test_reconstruction")
+    client.subscribe(KeyframeMsg, graph.TOPIC_KEYFRAMES, PIPELINE_QOS, received.append)
+    recon = Launcher([graph.RECONSTRUCTION], extra_params={graph.RECONSTRUCTION.name: recon_params})
+    player = Launcher([graph.PLAYER], extra_params={graph.PLAYER.name: {
+        "input": "synthetic", "synthetic_frames": frames, "rate": 2.0}})
+    recon.start()
+    try:
+        assert client.spin_until(lambda: client.node.count_subscribers(graph.CAMERA_TOPICS["image"]) > 0, 60)
+        player.start()
+        assert client.spin_until(lambda: client.player_done, 60)
+        client.spin_until(lambda: len(received) >= want_keyframes, 60)
+    finally:
+        player.stop()
+        recon.stop()
+        client.close()
+    return received

@@ -7,9 +7,10 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from conftest import play_into_reconstruction
 
 from ov_mapping.ros import graph
-from ov_mapping.tools.launcher import Launcher, node_command, node_environment
+from ov_mapping.tools.launcher import node_command, node_environment
 
 CLIP3R_PARAMS = {"mode": "rgb", "clip3r_config": "small", "clip3r_keyframe_stride": 2, "clip3r_register_group": 1,
                  "clip3r_i2p_min_confidence": 0.0, "clip3r_l2w_min_confidence": 0.0, "clip3r_mask_source": "graph",
@@ -33,30 +34,12 @@ def clip3r_files(tmp_path_factory, tiny_clip_files):
 
 
 def test_clip3r_keyframes_carry_upstream_segments(clip3r_files, tiny_clip_files):
-    from ov_mapping.msg import Keyframe as KeyframeMsg
     from ov_mapping.ros import conversions as conv
-    from ov_mapping.ros.graph_client import GraphClient
-    from ov_mapping.ros.qos import PIPELINE_QOS
 
-    received = []
-    client = GraphClient("test_clip3r_segments")
-    client.subscribe(KeyframeMsg, graph.TOPIC_KEYFRAMES, PIPELINE_QOS, received.append)
-    recon = Launcher([graph.RECONSTRUCTION], extra_params={graph.RECONSTRUCTION.name: {
+    received = play_into_reconstruction({
         **CLIP3R_PARAMS, "clip3r_i2p_weights": clip3r_files[0], "clip3r_l2w_weights": clip3r_files[1],
         "clip3r_clip_model": "tiny", "clip3r_clip_weights": tiny_clip_files[0],
-        "clip3r_clip_config": tiny_clip_files[1]}})
-    player = Launcher([graph.PLAYER], extra_params={graph.PLAYER.name: {
-        "input": "synthetic", "synthetic_frames": 12, "rate": 2.0}})
-    recon.start()
-    try:
-        assert client.spin_until(lambda: client.node.count_subscribers(graph.CAMERA_TOPICS["image"]) > 0, 60)
-        player.start()
-        assert client.spin_until(lambda: client.player_done, 60)
-        client.spin_until(lambda: len(received) >= 4, 60)
-    finally:
-        player.stop()
-        recon.stop()
-        client.close()
+        "clip3r_clip_config": tiny_clip_files[1]}, frames=12, want_keyframes=4)
     assert len(received) >= 3, f"only {len(received)} keyframes"
     dim = None
     for msg in received:
