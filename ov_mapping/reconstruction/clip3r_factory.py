@@ -195,8 +195,8 @@ class SegmentingStream:
     """A CLIP3R stream with CLIP injection, fed object-level CLIP maps by a ClipMapper; each keyframe comes out
     with its frame's masks and embeddings as upstream Segments.
 
-    Frames the stream will skip (not on the keyframe stride) get a zero map that costs no memory instead of
-    masks and CLIP, since nothing of them is used. Segments are kept only for frames that may still become
+    Frames the stream will skip (``stream.next_frame_used`` false: off the keyframe stride) get no masks and no
+    CLIP map, since nothing of them is used. Segments are kept only for frames that may still become
     keyframes, dropped once a keyframe of the same or a later frame is out, and at most ``capacity`` of them
     (the oldest go first: their keyframe would then carry no upstream segments, and be segmented downstream).
     Not thread-safe, like the stream; the stream must not be reset behind its back.
@@ -215,7 +215,6 @@ class SegmentingStream:
         self.shape = (pointmap_size, pointmap_size)
         self.capacity = capacity
         self._segments: OrderedDict[int, list[Segment]] = OrderedDict()  # frame index -> its segments
-        self._pushed = 0  # index of the next frame, as the stream counts them
 
     @property
     def stored_frames(self) -> int:
@@ -224,23 +223,16 @@ class SegmentingStream:
     def push(self, rgb: np.ndarray, stamp: float, intrinsics: Optional[CameraIntrinsics] = None
              ) -> list[tuple[StreamedKeyframe, list[Segment]]]:
         """Push one camera image (H, W, 3) uint8; the keyframes it completes with their upstream segments."""
-        index = self._pushed
-        stride = self.stream.keyframe_stride
-        if stride is not None and index % stride:
-            from ov_mapping.reconstruction.preprocess import check_rgb
-
-            check_rgb(rgb)
-            clip_map = np.broadcast_to(np.float32(0), (*rgb.shape[:2], self.stream.clip_dim))
-            out = self.stream.push(rgb, stamp, intrinsics, clip_map=clip_map)
-        else:
-            clip_map, masks, embeddings = self.mapper.make(rgb)
-            out = self.stream.push(rgb, stamp, intrinsics, clip_map=clip_map)
-            self._segments[index] = masks_to_segments(masks, embeddings, self.shape)
-            while len(self._segments) > self.capacity:
-                dropped, _ = self._segments.popitem(last=False)
-                logger.warning("segments of frame %d dropped: more than %d frames wait for their keyframe",
-                               dropped, self.capacity)
-        self._pushed += 1
+        if not self.stream.next_frame_used:  # off the keyframe stride: no masks, no CLIP
+            return self._collect(self.stream.push(rgb, stamp, intrinsics))
+        index = self.stream.next_frame_index
+        clip_map, masks, embeddings = self.mapper.make(rgb)
+        out = self.stream.push(rgb, stamp, intrinsics, clip_map=clip_map)
+        self._segments[index] = masks_to_segments(masks, embeddings, self.shape)
+        while len(self._segments) > self.capacity:
+            dropped, _ = self._segments.popitem(last=False)
+            logger.warning("segments of frame %d dropped: more than %d frames wait for their keyframe",
+                           dropped, self.capacity)
         return self._collect(out)
 
     def flush(self) -> list[tuple[StreamedKeyframe, list[Segment]]]:

@@ -293,8 +293,9 @@ class Clip3rStream:
         """Feed the next camera image (H, W, 3) uint8 taken at ``stamp`` seconds, with its intrinsics when
         known (e.g. from CameraInfo; otherwise each keyframe's are estimated from its local pointmap).
 
-        ``clip_map`` (H, W, clip_dim) float: the image's object-level CLIP map, required exactly when the
-        runner's ``clip_dim`` is not None (see ``segmentation.clip_map.object_clip_map``).
+        ``clip_map`` (H, W, clip_dim) float: the image's object-level CLIP map, required when the runner's
+        ``clip_dim`` is not None and the frame will be used (:attr:`next_frame_used`; see
+        ``segmentation.clip_map.object_clip_map``); frames off the keyframe stride need none.
 
         Returns the keyframes completed by this frame, oldest first (often none: keyframes wait for the
         initial window, their look-ahead and their registration group).
@@ -305,10 +306,10 @@ class Clip3rStream:
             raise ValueError(f"stamp must be a number of seconds, got {stamp!r}") from None
         if not math.isfinite(stamp):
             raise ValueError(f"stamp must be finite, got {stamp}")
-        self._check_clip_map(check_rgb(rgb), clip_map)
-        index = self._frame_count
-        if self._stride is not None and index % self._stride:
-            self._frame_count += 1  # input was still checked, so errors do not depend on the frame number
+        index, used = self._frame_count, self.next_frame_used
+        self._check_clip_map(check_rgb(rgb), clip_map, used)
+        if not used:
+            self._frame_count += 1  # the image was still checked, so bad input fails on any frame
             return []
         prepared = prepare_image(rgb)
         known = None if intrinsics is None else image_to_model_intrinsics(intrinsics, prepared.box)
@@ -337,12 +338,25 @@ class Clip3rStream:
             out += self._register()
         return out
 
-    def _check_clip_map(self, rgb: np.ndarray, clip_map: Optional[np.ndarray]) -> None:
+    @property
+    def next_frame_index(self) -> int:
+        """Index of the next pushed frame (StreamedKeyframe.frame_index counts the same way)."""
+        return self._frame_count
+
+    @property
+    def next_frame_used(self) -> bool:
+        """Whether the next pushed frame will be used (False for frames off a known keyframe stride), so callers
+        can skip expensive per-frame work such as building its CLIP map."""
+        return self._stride is None or self._frame_count % self._stride == 0
+
+    def _check_clip_map(self, rgb: np.ndarray, clip_map: Optional[np.ndarray], used: bool) -> None:
         if self.clip_dim is None:
             if clip_map is not None:
                 raise ValueError("this runner's I2P has no CLIP injection (clip_dim None): push without clip_map")
             return
         if clip_map is None:
+            if not used:
+                return
             raise ValueError(
                 f"this runner's I2P has a CLIP injection (clip_dim {self.clip_dim}): every frame needs its "
                 "object-level CLIP map, push(rgb, stamp, intrinsics, clip_map=object_clip_map(rgb, masks, clip))"
